@@ -85,3 +85,13 @@ func (o Op) String() string {
 	}
 	return fmt.Sprintf("%s %s (%s)", o.Kind, o.Path, o.Reason)
 }
+
+// Problem is a failure with one path that did not stop the run; problems are
+// collected and reported at the end, and make the exit status 1.
+type Problem struct {
+	Path string
+	Err  error
+}
+
+func (p Problem) Error() string { return fmt.Sprintf("%s: %v", p.Path, p.Err) }
+func (p Problem) Unwrap() error { return p.Err }
