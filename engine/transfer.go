@@ -1,0 +1,387 @@
+//go:build ferry_standin
+
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/ferrysync/ferry/backends"
+)
+
+// Defaults for ExecOptions fields left at zero.
+const (
+	DefaultTransfers            = 4
+	DefaultSmallFileConcurrency = 32
+	DefaultSmallFileSize        = 1 << 20
+	DefaultRetries              = 5
+	DefaultBackoffBase          = 500 * time.Millisecond
+	DefaultBackoffMax           = 30 * time.Second
+	DefaultPartialRetention     = 24 * time.Hour
+	DefaultMaxSourceChanges     = 3
+)
+
+// ExecOptions tunes Execute. The zero value gives the defaults above.
+type ExecOptions struct {
+	// Transfers bounds the uploads of files larger than SmallFileSize in
+	// flight at once; such uploads are limited by bandwidth.
+	Transfers int
+	// SmallFileConcurrency bounds the uploads of small files, and every
+	// other operation (mkdir, delete, mtime fixes), in flight at once; these
+	// are limited by round trips, not bandwidth, so more of them pay.
+	SmallFileConcurrency int
+	// SmallFileSize is the largest size counted as a small file.
+	SmallFileSize int64
+	// Retries is how many times one failed operation is tried again after
+	// its first attempt; 0 means DefaultRetries, a negative value none.
+	Retries int
+	// Backoff spaces the retries; zero fields take the defaults.
+	Backoff Backoff
+	// Sleep waits between retries; nil sleeps for real. Tests replace it.
+	Sleep func(ctx context.Context, d time.Duration) error
+	// BWLimit caps the bytes per second read from the source for all
+	// uploads together; 0 means no limit.
+	BWLimit int64
+	// Progress receives transfer events; nil means none.
+	Progress Progress
+	// Logger receives logs; nil discards them.
+	Logger *slog.Logger
+	// Partials are the partial files ListTarget found. Those that belong
+	// to no planned upload and are older than PartialRetention are removed
+	// after a run that was not cancelled.
+	Partials []backends.FileInfo
+	// PartialRetention keeps young stale partials, which a concurrent or
+	// restarted run may still resume; 0 means DefaultPartialRetention, a
+	// negative value removes every stale partial.
+	PartialRetention time.Duration
+	// Now tells the time for the retention; nil means time.Now.
+	Now func() time.Time
+	// MaxSourceChanges is how often a file may change under an upload, and
+	// be re-planned, before it is given up as a Problem; 0 means
+	// DefaultMaxSourceChanges.
+	MaxSourceChanges int
+}
+
+func (o ExecOptions) withDefaults() ExecOptions {
+	if o.Transfers <= 0 {
+		o.Transfers = DefaultTransfers
+	}
+	if o.SmallFileConcurrency <= 0 {
+		o.SmallFileConcurrency = DefaultSmallFileConcurrency
+	}
+	if o.SmallFileSize <= 0 {
+		o.SmallFileSize = DefaultSmallFileSize
+	}
+	switch {
+	case o.Retries == 0:
+		o.Retries = DefaultRetries
+	case o.Retries < 0:
+		o.Retries = 0
+	}
+	if o.Backoff.Base <= 0 {
+		o.Backoff.Base = DefaultBackoffBase
+	}
+	if o.Backoff.Max <= 0 {
+		o.Backoff.Max = DefaultBackoffMax
+	}
+	if o.Sleep == nil {
+		o.Sleep = sleepCtx
+	}
+	if o.Progress == nil {
+		o.Progress = nopProgress{}
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.PartialRetention == 0 {
+		o.PartialRetention = DefaultPartialRetention
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.MaxSourceChanges <= 0 {
+		o.MaxSourceChanges = DefaultMaxSourceChanges
+	}
+	return o
+}
+
+// Report says what a run did.
+type Report struct {
+	// Plan is what was planned; with a dry run, it is all the report holds
+	// besides the scan counts.
+	Plan Plan
+	// SourceFiles, SourceBytes count the regular files of the scanned
+	// source (filled by Sync).
+	SourceFiles int
+	SourceBytes int64
+
+	Uploaded      int   // files published
+	UploadedBytes int64 // their sizes
+	SentBytes     int64 // bytes written to the target
+	ResumedBytes  int64 // bytes kept from earlier partial uploads
+	Mkdirs        int
+	Symlinks      int
+	Touched       int // mtime/mode fixes without copying
+	Deleted       int
+	// PartialsRemoved counts stale partial files cleaned up.
+	PartialsRemoved int
+
+	// Problems are failures with single paths (after retries), scan and
+	// listing errors; the rest of the run went on. They make the run fail.
+	Problems []Problem
+	// Skipped are paths left alone on purpose (from the plan, or symlinks
+	// on a target that cannot hold them): warnings, not failures.
+	Skipped []Problem
+	// Vanished are source files deleted before they could be copied. They
+	// are warnings: the target ends as the source now is, and the next run
+	// deletes any older copy.
+	Vanished []string
+	// DeletesRefused is set when the plan dropped its deletes for safety.
+	DeletesRefused error
+	// Err is the context's error when the run was cancelled.
+	Err error
+
+	Duration time.Duration
+}
+
+// Failed reports whether the run should end with a failure status: some
+// path failed, deletes were refused, or the run was cancelled.
+func (r *Report) Failed() bool {
+	return len(r.Problems) > 0 || r.DeletesRefused != nil || r.Err != nil
+}
+
+// Execute runs plan against target, copying files from the local directory
+// srcRoot. Ops run in the plan's order, one phase per run of ops of the same
+// kind with a barrier between phases (uploads and symlinks form one phase;
+// deletes are split further by depth, so a directory is removed only after
+// its contents). Within a phase ops run concurrently.
+//
+// Each op is retried with backoff on retryable errors; a permanent error, or
+// the last retry, makes it a Problem and the rest go on. An upload whose
+// source changed under it is re-planned from a fresh stat and tried again.
+// After the run, stale partial files (opts.Partials) are removed.
+//
+// Cancelling ctx stops the workers promptly: ops in flight return, nothing
+// new starts, partial files stay for a later run to resume, and the report's
+// Err is set. Execute never returns a nil-valued report; failures are in it.
+func Execute(ctx context.Context, plan Plan, srcRoot string, target backends.Backend, opts ExecOptions) Report {
+	opts = opts.withDefaults()
+	start := time.Now()
+	e := &executor{
+		opts:    opts,
+		srcRoot: srcRoot,
+		target:  target,
+		limiter: newLimiter(opts.BWLimit),
+		log:     opts.Logger,
+		prog:    opts.Progress,
+	}
+	e.rep.Plan = plan
+	e.rep.Skipped = append(e.rep.Skipped, plan.Skipped...)
+	e.rep.DeletesRefused = plan.DeletesRefused
+
+	var files int
+	var bytes int64
+	for _, op := range plan.Ops {
+		if op.Kind == OpUpload {
+			files++
+			bytes += op.Src.Size
+		}
+	}
+	e.prog.Totals(files, bytes)
+
+	for _, phase := range phases(plan.Ops) {
+		if ctx.Err() != nil {
+			break
+		}
+		e.runPhase(ctx, phase)
+	}
+	if err := ctx.Err(); err != nil {
+		e.rep.Err = err
+	} else {
+		e.cleanPartials(ctx, plan.Ops)
+	}
+	e.rep.Duration = time.Since(start)
+	return e.rep
+}
+
+type executor struct {
+	opts    ExecOptions
+	srcRoot string
+	target  backends.Backend
+	limiter *rate.Limiter
+	log     *slog.Logger
+	prog    Progress
+
+	mu  sync.Mutex
+	rep Report
+}
+
+// phases cuts ops into runs that may run concurrently: maximal runs of the
+// same kind (uploads and symlinks together), deletes also cut where the
+// depth changes.
+func phases(ops []Op) [][]Op {
+	var out [][]Op
+	class := func(op Op) int {
+		k := op.Kind
+		if k == OpSymlink {
+			k = OpUpload
+		}
+		c := int(k) * 10000
+		if k == OpDelete {
+			c += strings.Count(op.Path, "/")
+		}
+		return c
+	}
+	for i := 0; i < len(ops); {
+		j := i + 1
+		for j < len(ops) && class(ops[j]) == class(ops[i]) {
+			j++
+		}
+		out = append(out, ops[i:j])
+		i = j
+	}
+	return out
+}
+
+// runPhase runs ops concurrently: large uploads on Transfers workers, all
+// the rest on SmallFileConcurrency workers, and returns when all are done or
+// ctx is cancelled.
+func (e *executor) runPhase(ctx context.Context, ops []Op) {
+	large := make(chan Op)
+	small := make(chan Op)
+	var wg sync.WaitGroup
+	worker := func(ch <-chan Op) {
+		defer wg.Done()
+		for op := range ch {
+			if ctx.Err() != nil {
+				continue // drain without working
+			}
+			e.runOp(ctx, op)
+		}
+	}
+	nLarge := 0
+	for _, op := range ops {
+		if op.Kind == OpUpload && op.Src.Size > e.opts.SmallFileSize {
+			nLarge++
+		}
+	}
+	for range min(nLarge, e.opts.Transfers) {
+		wg.Add(1)
+		go worker(large)
+	}
+	for range min(len(ops)-nLarge, e.opts.SmallFileConcurrency) {
+		wg.Add(1)
+		go worker(small)
+	}
+feed:
+	for _, op := range ops {
+		ch := small
+		if op.Kind == OpUpload && op.Src.Size > e.opts.SmallFileSize {
+			ch = large
+		}
+		select {
+		case ch <- op:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(large)
+	close(small)
+	wg.Wait()
+}
+
+func (e *executor) runOp(ctx context.Context, op Op) {
+	switch op.Kind {
+	case OpUpload:
+		e.upload(ctx, op)
+	case OpSymlink:
+		e.symlink(ctx, op)
+	case OpMkdir:
+		e.mkdir(ctx, op)
+	case OpSetModTime:
+		e.touch(ctx, op)
+	case OpDelete:
+		e.delete(ctx, op)
+	default:
+		e.problem(op.Path, fmt.Errorf("unknown operation %v", op.Kind))
+	}
+}
+
+// retry runs fn until it succeeds, fails permanently, runs out of retries or
+// ctx is cancelled, and returns its last error.
+func (e *executor) retry(ctx context.Context, what, path string, fn func() error) error {
+	for attempt := 0; ; attempt++ {
+		err := fn()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if backends.IsPermanent(err) || attempt >= e.opts.Retries {
+			return err
+		}
+		d := e.opts.Backoff.Delay(attempt)
+		e.log.Debug("retrying", "op", what, "path", path, "attempt", attempt+1, "wait", d, "err", err)
+		if err := e.opts.Sleep(ctx, d); err != nil {
+			return err
+		}
+	}
+}
+
+func (e *executor) problem(path string, err error) {
+	e.log.Warn("failed", "path", path, "err", err)
+	e.mu.Lock()
+	e.rep.Problems = append(e.rep.Problems, Problem{Path: path, Err: err})
+	e.mu.Unlock()
+}
+
+func (e *executor) skipped(path string, err error) {
+	e.log.Warn("skipped", "path", path, "reason", err)
+	e.mu.Lock()
+	e.rep.Skipped = append(e.rep.Skipped, Problem{Path: path, Err: err})
+	e.mu.Unlock()
+}
+
+func (e *executor) count(f func(r *Report)) {
+	e.mu.Lock()
+	f(&e.rep)
+	e.mu.Unlock()
+}
+
+// cleanPartials removes partial files that belong to no planned upload and
+// are older than the retention; failures are logged, not reported, since a
+// leftover partial harms nothing.
+func (e *executor) cleanPartials(ctx context.Context, ops []Op) {
+	if len(e.opts.Partials) == 0 {
+		return
+	}
+	keep := make(map[string]bool)
+	for _, op := range ops {
+		if op.Kind == OpUpload {
+			keep[backends.PartialName(op.Path, op.Src.Size, op.Src.ModTime)] = true
+		}
+	}
+	now := e.opts.Now()
+	for _, p := range e.opts.Partials {
+		if keep[p.Path] || (e.opts.PartialRetention > 0 && now.Sub(p.ModTime) < e.opts.PartialRetention) {
+			continue
+		}
+		err := e.target.Remove(ctx, p.Path)
+		switch {
+		case err == nil:
+			e.rep.PartialsRemoved++
+			e.log.Debug("removed stale partial", "path", p.Path)
+		case errors.Is(err, backends.ErrNotExist):
+		default:
+			e.log.Warn("could not remove stale partial", "path", p.Path, "err", err)
+		}
+	}
+}
