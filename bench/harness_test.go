@@ -1,0 +1,328 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Knobs, all optional:
+//
+//	BENCH_REPS     runs per tool per scenario (default 3; the median is reported)
+//	BENCH_DIR      where the data lives (default the system temp dir)
+//	BENCH_BIG_MIB  size of the large file in MiB (default 1024)
+//	BENCH_TIMEOUT  limit for one command (default 10m)
+func reps() int      { return envInt("BENCH_REPS", 3) }
+func bigSize() int64 { return int64(envInt("BENCH_BIG_MIB", GiB>>20)) << 20 }
+func cmdTimeout() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv("BENCH_TIMEOUT")); err == nil {
+		return d
+	}
+	return 10 * time.Minute
+}
+
+func envInt(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
+
+var (
+	workOnce sync.Once
+	workDir  string
+	workErr  error
+
+	ferryOnce sync.Once
+	ferryBin  string
+	ferryErr  error
+
+	smallOnce sync.Once
+	smallSrc  string
+	smallErr  error
+
+	bigOnce sync.Once
+	bigSrc  string
+	bigErr  error
+
+	reportMu  sync.Mutex
+	scenarios []*Scenario
+)
+
+// work returns the per-process data folder, made on first use and removed
+// by cleanupWork at exit.
+func work(tb testing.TB) string {
+	workOnce.Do(func() {
+		workDir, workErr = os.MkdirTemp(os.Getenv("BENCH_DIR"), "ferry-bench-")
+		if workErr == nil {
+			workErr = os.WriteFile(filepath.Join(workDir, "rclone.conf"), nil, 0o600)
+		}
+	})
+	if workErr != nil {
+		tb.Fatalf("bench work dir: %v", workErr)
+	}
+	return workDir
+}
+
+func cleanupWork() {
+	if workDir != "" {
+		os.RemoveAll(workDir)
+	}
+}
+
+// ferry returns the built binary, or "" and the reason it could not be
+// built; callers then report ferry as not measured and still run the peers.
+func ferry(tb testing.TB) (string, error) {
+	ferryOnce.Do(func() {
+		root, err := ModuleRoot()
+		if err != nil {
+			ferryErr = err
+			return
+		}
+		ferryBin, ferryErr = BuildFerry(root, work(tb))
+		if ferryErr == nil {
+			// A binary that builds but has no sync command yet is as
+			// good as missing.
+			if out, err := exec.Command(ferryBin, "sync", "--help").CombinedOutput(); err != nil {
+				ferryErr = fmt.Errorf("ferry sync --help: %v: %s", err, tail(string(out), 300))
+			}
+		}
+	})
+	return ferryBin, ferryErr
+}
+
+// smallTree returns a source folder of SmallFiles, generated once.
+func smallTree(tb testing.TB) string {
+	smallOnce.Do(func() {
+		smallSrc = filepath.Join(work(tb), "src-small")
+		_, smallErr = GenTree(smallSrc, SmallFiles)
+	})
+	if smallErr != nil {
+		tb.Fatalf("generate small tree: %v", smallErr)
+	}
+	return smallSrc
+}
+
+// bigTree returns a source folder holding one large incompressible file.
+func bigTree(tb testing.TB) string {
+	bigOnce.Do(func() {
+		bigSrc = filepath.Join(work(tb), "src-big")
+		if bigErr = os.MkdirAll(bigSrc, 0o755); bigErr == nil {
+			bigErr = GenFile(filepath.Join(bigSrc, "big.bin"), bigSize(), 42)
+		}
+	})
+	if bigErr != nil {
+		tb.Fatalf("generate big file: %v", bigErr)
+	}
+	return bigSrc
+}
+
+func register(s *Scenario) {
+	reportMu.Lock()
+	defer reportMu.Unlock()
+	scenarios = append(scenarios, s)
+}
+
+// printReport writes every scenario measured in this process as one table
+// with the machine it ran on, then removes the data.
+func printReport(w io.Writer) {
+	defer cleanupWork()
+	reportMu.Lock()
+	defer reportMu.Unlock()
+	if len(scenarios) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n######## ferry side-by-side benchmark  %s\n", time.Now().UTC().Format(time.RFC3339))
+	fmt.Fprintf(w, "machine: %d cores, %s, data on %s; warm page cache for every tool; sync(2) before each run\n",
+		runtime.NumCPU(), kernel(), fsType(workDir))
+	fmt.Fprintf(w, "peers: %s | %s | %s\n", version("rsync", "--version"), version("rclone", "version"), version("ssh", "-V"))
+	fmt.Fprintf(w, "runs per tool: %d, median shown; maxRSS = largest single process (wait4 rusage, includes reaped descendants); treeRSS = peak sum over the client process tree sampled every %v\n\n", reps(), SampleEvery)
+	for _, s := range scenarios {
+		s.Print(w)
+		fmt.Fprintln(w)
+	}
+}
+
+func kernel() string {
+	var u syscall.Utsname
+	if syscall.Uname(&u) != nil {
+		return "linux"
+	}
+	var b []byte
+	for _, c := range u.Release {
+		if c == 0 {
+			break
+		}
+		b = append(b, byte(c))
+	}
+	return "linux " + string(b)
+}
+
+func fsType(dir string) string {
+	out, err := exec.Command("stat", "-f", "-c", "%T", dir).Output()
+	if err != nil {
+		return "unknown fs"
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func version(name string, arg string) string {
+	out, err := exec.Command(name, arg).CombinedOutput()
+	if err != nil && len(out) == 0 {
+		return name + " missing"
+	}
+	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	return line
+}
+
+// tool is one contender: how to run it from src into dst.
+type tool struct {
+	name string
+	cmd  func(src, dst string) Command
+	// why is set when the tool cannot run here at all.
+	why string
+}
+
+// runSide runs every tool reps times, interleaved and with the order
+// rotated each round so drift (page cache, writeback, thermal) hits all
+// tools alike. prepare makes the destination for one run and returns it;
+// check verifies it afterwards (untimed) so a tool that skips work cannot
+// win. A tool that fails is recorded as not measured and dropped.
+func runSide(b *testing.B, s *Scenario, tools []tool, src string,
+	prepare func(t tool, rep int) string, check func(src, dst string) error, done func(dst string)) {
+	b.Helper()
+	failed := map[string]bool{}
+	for _, t := range tools {
+		if t.why != "" {
+			s.Missing(t.name, t.why)
+			failed[t.name] = true
+		}
+	}
+	n := reps()
+	for rep := 0; rep < n; rep++ {
+		for i := range tools {
+			t := tools[(i+rep)%len(tools)]
+			if failed[t.name] {
+				continue
+			}
+			dst := prepare(t, rep)
+			syscall.Sync()
+			ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout())
+			res, err := Measure(ctx, t.cmd(src, dst))
+			cancel()
+			if err == nil && check != nil {
+				err = check(src, dst)
+			}
+			if done != nil {
+				done(dst)
+			}
+			if err != nil {
+				b.Logf("%s: %s: %v", s.Name, t.name, err)
+				s.Missing(t.name, err.Error())
+				failed[t.name] = true
+				continue
+			}
+			b.Logf("%s: %s run %d: %.3fs maxRSS %s treeRSS %s", s.Name, t.name, rep+1,
+				res.Wall.Seconds(), mib(res.MaxRSSKiB), mib(res.TreeRSSKiB))
+			s.Add(t.name, res)
+		}
+	}
+}
+
+// report publishes a scenario's medians and ratios as benchmark metrics and
+// prints its table.
+func report(b *testing.B, s *Scenario) {
+	b.Helper()
+	for _, sum := range s.Summaries() {
+		if sum.N == 0 || sum.MissingReason != "" {
+			continue
+		}
+		b.ReportMetric(sum.Median.Seconds(), sum.Tool+"-s")
+		b.ReportMetric(float64(sum.MaxRSSKiB)/1024, sum.Tool+"-maxRSS-MiB")
+		b.ReportMetric(float64(sum.TreeRSSKiB)/1024, sum.Tool+"-treeRSS-MiB")
+	}
+	for _, v := range s.Ratios() {
+		if v.OK {
+			b.ReportMetric(v.Value, "x-"+v.Num+"/"+v.Den)
+		}
+	}
+	var buf bytes.Buffer
+	s.Print(&buf)
+	b.Log("\n" + buf.String())
+}
+
+// sameTree checks that dst holds every regular file of src with the same
+// size and content. Files up to 1 MiB are compared whole; larger ones at
+// 16 spread 64 KiB windows, which catches truncation, holes and shifts
+// without reading a gigabyte twice per run.
+func sameTree(src, dst string) error {
+	n := 0
+	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		n++
+		return sameFile(p, filepath.Join(dst, rel))
+	})
+	if err != nil {
+		return fmt.Errorf("target differs from source: %w", err)
+	}
+	if n == 0 {
+		return fmt.Errorf("source %s is empty", src)
+	}
+	return nil
+}
+
+func sameFile(a, b string) error {
+	fa, err := os.Open(a)
+	if err != nil {
+		return err
+	}
+	defer fa.Close()
+	fb, err := os.Open(b)
+	if err != nil {
+		return err
+	}
+	defer fb.Close()
+	sa, _ := fa.Stat()
+	sb, _ := fb.Stat()
+	if sa.Size() != sb.Size() {
+		return fmt.Errorf("%s: size %d, source %d", b, sb.Size(), sa.Size())
+	}
+	size := sa.Size()
+	win := int64(64 << 10)
+	var offs []int64
+	if size <= 1<<20 {
+		offs, win = []int64{0}, size
+	} else {
+		for i := int64(0); i < 16; i++ {
+			offs = append(offs, (size-win)*i/15)
+		}
+	}
+	ba, bb := make([]byte, win), make([]byte, win)
+	for _, off := range offs {
+		if _, err := fa.ReadAt(ba, off); err != nil && err != io.EOF {
+			return err
+		}
+		if _, err := fb.ReadAt(bb, off); err != nil && err != io.EOF {
+			return err
+		}
+		if !bytes.Equal(ba, bb) {
+			return fmt.Errorf("%s: content differs near offset %d", b, off)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,106 @@
+package bench
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestMeasureRSS(t *testing.T) {
+	tests := []struct {
+		name    string
+		env     []string
+		wrapped bool
+	}{
+		{"child", []string{"BENCH_HOG_MIB=96"}, false},
+		{"grandchild", []string{"BENCH_HOG_MIB=96", "BENCH_HOG_VIA_CHILD=1"}, false},
+		{"child via GNU time", []string{"BENCH_HOG_MIB=96"}, true},
+		{"grandchild via GNU time", []string{"BENCH_HOG_MIB=96", "BENCH_HOG_VIA_CHILD=1"}, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			timeBin := ""
+			if tc.wrapped {
+				if timeBin = gnuTime(); timeBin == "" {
+					t.Skip("no GNU time at /usr/bin/time")
+				}
+			}
+			res, err := measure(context.Background(), Command{Name: os.Args[0], Env: tc.env}, timeBin)
+			if err != nil {
+				t.Fatal(err)
+			}
+			const want = 96 << 10 // KiB
+			if res.MaxRSSKiB < want || res.MaxRSSKiB > 3*want {
+				t.Errorf("MaxRSSKiB = %d, want about %d", res.MaxRSSKiB, want)
+			}
+			if res.TreeRSSKiB < res.MaxRSSKiB {
+				t.Errorf("TreeRSSKiB %d below MaxRSSKiB %d", res.TreeRSSKiB, res.MaxRSSKiB)
+			}
+			if res.Wrapped != tc.wrapped {
+				t.Errorf("Wrapped = %v, want %v", res.Wrapped, tc.wrapped)
+			}
+			if res.Wall < 150*time.Millisecond {
+				t.Errorf("Wall = %v, shorter than the hog's sleep", res.Wall)
+			}
+		})
+	}
+}
+
+// Through GNU time a tiny program must show a tiny peak, not the
+// benchmark process's own (the vfork inheritance Result.Wrapped explains).
+func TestMeasureSmallProcess(t *testing.T) {
+	if gnuTime() == "" {
+		t.Skip("no GNU time at /usr/bin/time")
+	}
+	res, err := Measure(context.Background(), Command{Name: "true"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.MaxRSSKiB <= 0 || res.MaxRSSKiB > 32<<10 {
+		t.Errorf("MaxRSSKiB of true = %d KiB, want a small positive figure", res.MaxRSSKiB)
+	}
+}
+
+func TestMeasureFailure(t *testing.T) {
+	_, err := Measure(context.Background(), Command{Name: "sh", Args: []string{"-c", "echo broken >&2; exit 3"}})
+	if err == nil || !strings.Contains(err.Error(), "broken") {
+		t.Fatalf("err = %v, want a failure quoting stderr", err)
+	}
+}
+
+func TestMeasureTimeoutKillsTree(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	// The shell's child holds stdout open; unless the whole group dies,
+	// Wait blocks until the sleep ends.
+	_, err := Measure(ctx, Command{Name: "sh", Args: []string{"-c", "sleep 20; echo done"}})
+	if err == nil {
+		t.Fatal("Measure of a killed command returned no error")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Measure returned after %v; the tree was not killed at the deadline", d)
+	}
+}
+
+func TestTreeRSSSeesChildren(t *testing.T) {
+	// A shell that holds a sleeping child: the tree's sum must exceed the
+	// shell's own memory.
+	cmd := exec.Command("sh", "-c", "sleep 1 & wait")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}()
+	time.Sleep(200 * time.Millisecond)
+	own := rssKiB(cmd.Process.Pid)
+	all := treeRSS(cmd.Process.Pid)
+	if own <= 0 || all <= own {
+		t.Errorf("treeRSS = %d KiB, own = %d KiB; want the sleeping child counted", all, own)
+	}
+}

@@ -1,0 +1,196 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+)
+
+// Scenario collects the repeated runs of several tools on one workload and
+// the ratios the issue sets as targets. Safe for concurrent use.
+type Scenario struct {
+	Name string
+
+	mu      sync.Mutex
+	order   []string
+	runs    map[string][]Result
+	missing map[string]string
+	ratios  []Ratio
+}
+
+// Ratio is a target of the form Num's median time / Den's median time
+// compared against Target (lower is better; Strict means "<" not "<=").
+type Ratio struct {
+	Num, Den string
+	Target   float64
+	Strict   bool
+}
+
+// NewScenario returns an empty scenario named name.
+func NewScenario(name string) *Scenario {
+	return &Scenario{Name: name, runs: map[string][]Result{}, missing: map[string]string{}}
+}
+
+// Add records one run of tool.
+func (s *Scenario) Add(tool string, r Result) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.touch(tool)
+	s.runs[tool] = append(s.runs[tool], r)
+}
+
+// Missing records that tool could not be measured and why; it shows in the
+// table instead of figures.
+func (s *Scenario) Missing(tool, why string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.touch(tool)
+	s.missing[tool] = why
+}
+
+// Want declares a ratio target to be computed from the medians.
+func (s *Scenario) Want(r Ratio) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ratios = append(s.ratios, r)
+}
+
+func (s *Scenario) touch(tool string) {
+	if !slices.Contains(s.order, tool) {
+		s.order = append(s.order, tool)
+	}
+}
+
+// Summary is a tool's median figures over its runs.
+type Summary struct {
+	Tool          string
+	N             int
+	Median        time.Duration
+	Min, Max      time.Duration
+	MaxRSSKiB     int64 // median over runs of the largest single process
+	TreeRSSKiB    int64 // median over runs of the sampled whole-tree peak
+	MissingReason string
+}
+
+// Summaries returns one Summary per tool in the order tools were first seen.
+func (s *Scenario) Summaries() []Summary {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Summary
+	for _, tool := range s.order {
+		rs := s.runs[tool]
+		sum := Summary{Tool: tool, N: len(rs), MissingReason: s.missing[tool]}
+		if len(rs) > 0 {
+			walls := make([]time.Duration, len(rs))
+			maxs := make([]int64, len(rs))
+			trees := make([]int64, len(rs))
+			for i, r := range rs {
+				walls[i], maxs[i], trees[i] = r.Wall, r.MaxRSSKiB, r.TreeRSSKiB
+			}
+			sum.Median = median(walls)
+			sum.Min, sum.Max = slices.Min(walls), slices.Max(walls)
+			sum.MaxRSSKiB = median(maxs)
+			sum.TreeRSSKiB = median(trees)
+		}
+		out = append(out, sum)
+	}
+	return out
+}
+
+// RatioValue is a computed Ratio; OK is false when either side is missing.
+type RatioValue struct {
+	Ratio
+	Value float64
+	OK    bool
+}
+
+// Met reports whether the ratio was measured and meets its target.
+func (v RatioValue) Met() bool {
+	if !v.OK {
+		return false
+	}
+	if v.Strict {
+		return v.Value < v.Target
+	}
+	return v.Value <= v.Target
+}
+
+// Ratios computes the declared ratios from the medians.
+func (s *Scenario) Ratios() []RatioValue {
+	med := map[string]time.Duration{}
+	for _, sum := range s.Summaries() {
+		if sum.N > 0 && sum.MissingReason == "" {
+			med[sum.Tool] = sum.Median
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []RatioValue
+	for _, r := range s.ratios {
+		n, okN := med[r.Num]
+		d, okD := med[r.Den]
+		v := RatioValue{Ratio: r, OK: okN && okD && d > 0}
+		if v.OK {
+			v.Value = n.Seconds() / d.Seconds()
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// Print writes the scenario as a table: one row per tool, then the ratios.
+func (s *Scenario) Print(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "== %s\n", s.Name)
+	fmt.Fprintf(tw, "tool\truns\tmedian\tmin\tmax\tmaxRSS\ttreeRSS\t\n")
+	for _, sum := range s.Summaries() {
+		if sum.N == 0 || sum.MissingReason != "" {
+			fmt.Fprintf(tw, "%s\t%d\tnot measured: %s\t\t\t\t\t\n", sum.Tool, sum.N, oneLine(sum.MissingReason))
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t\n", sum.Tool, sum.N,
+			secs(sum.Median), secs(sum.Min), secs(sum.Max), mib(sum.MaxRSSKiB), mib(sum.TreeRSSKiB))
+	}
+	for _, v := range s.Ratios() {
+		op := "<="
+		if v.Strict {
+			op = "<"
+		}
+		if !v.OK {
+			fmt.Fprintf(tw, "ratio %s/%s\t\tn/a\t(target %s %.2f)\t\t\t\t\n", v.Num, v.Den, op, v.Target)
+			continue
+		}
+		verdict := "MET"
+		if !v.Met() {
+			verdict = "MISSED"
+		}
+		fmt.Fprintf(tw, "ratio %s/%s\t\t%.2fx\t(target %s %.2f)\t%s\t\t\t\n", v.Num, v.Den, v.Value, op, v.Target, verdict)
+	}
+	tw.Flush()
+}
+
+func oneLine(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 160 {
+		s = s[:160] + "..."
+	}
+	return s
+}
+
+func secs(d time.Duration) string { return fmt.Sprintf("%.3fs", d.Seconds()) }
+
+func mib(kib int64) string { return fmt.Sprintf("%.1fMiB", float64(kib)/1024) }
+
+func median[T int64 | time.Duration](xs []T) T {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
