@@ -1,0 +1,8 @@
+// Package local is the ferry backend for a directory on a local or mounted
+// filesystem. Every operation goes through an os.Root, so nothing is read or
+// written outside the target root, also not through a symlink inside it.
+// Uploads are written to a partial file, made durable, and renamed over the
+// final name; durability is batched across concurrent uploads (group commit,
+// see commit.go) so that fsync on costs about one filesystem sync per batch
+// instead of one per file.
+package local
