@@ -148,7 +148,11 @@ func printReport(w io.Writer) {
 	fmt.Fprintf(w, "machine: %d cores, %s, data on %s; warm page cache for every tool; sync(2) before each run\n",
 		runtime.NumCPU(), kernel(), fsType(workDir))
 	fmt.Fprintf(w, "peers: %s | %s | %s\n", version("rsync", "--version"), version("rclone", "version"), version("ssh", "-V"))
-	fmt.Fprintf(w, "runs per tool: %d, median shown; maxRSS = largest single process (wait4 rusage, includes reaped descendants); treeRSS = peak sum over the client process tree sampled every %v\n\n", reps(), SampleEvery)
+	how := "GNU time %M: wait4 rusage of the tool, including descendants it reaped"
+	if gnuTime() == "" {
+		how = "wait4 rusage without GNU time: an upper bound that includes the benchmark process's own peak, see README"
+	}
+	fmt.Fprintf(w, "runs per tool: %d, median shown; maxRSS = peak of the largest single client process (%s); treeRSS = peak sum over the client process tree, /proc sampled every %v; server-side processes not counted\n\n", reps(), how, SampleEvery)
 	for _, s := range scenarios {
 		s.Print(w)
 		fmt.Fprintln(w)
@@ -171,7 +175,7 @@ func kernel() string {
 }
 
 func fsType(dir string) string {
-	out, err := exec.Command("stat", "-f", "-c", "%T", dir).Output()
+	out, err := exec.Command("findmnt", "-n", "-o", "FSTYPE", "-T", dir).Output()
 	if err != nil {
 		return "unknown fs"
 	}
@@ -258,9 +262,6 @@ func report(b *testing.B, s *Scenario) {
 			b.ReportMetric(v.Value, "x-"+v.Num+"/"+v.Den)
 		}
 	}
-	var buf bytes.Buffer
-	s.Print(&buf)
-	b.Log("\n" + buf.String())
 }
 
 // sameTree checks that dst holds every regular file of src with the same

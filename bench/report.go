@@ -28,6 +28,8 @@ type Ratio struct {
 	Num, Den string
 	Target   float64
 	Strict   bool
+	// Info marks a ratio shown for context, with no target.
+	Info bool
 }
 
 // NewScenario returns an empty scenario named name.
@@ -110,7 +112,7 @@ type RatioValue struct {
 
 // Met reports whether the ratio was measured and meets its target.
 func (v RatioValue) Met() bool {
-	if !v.OK {
+	if !v.OK || v.Info {
 		return false
 	}
 	if v.Strict {
@@ -142,14 +144,22 @@ func (s *Scenario) Ratios() []RatioValue {
 	return out
 }
 
-// Print writes the scenario as a table: one row per tool, then the ratios.
+// Print writes the scenario as a table: one row per tool, then the ratios,
+// then why any tool was not measured.
 func (s *Scenario) Print(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "== %s\n", s.Name)
 	fmt.Fprintf(tw, "tool\truns\tmedian\tmin\tmax\tmaxRSS\ttreeRSS\t\n")
+	var notes []string
 	for _, sum := range s.Summaries() {
 		if sum.N == 0 || sum.MissingReason != "" {
-			fmt.Fprintf(tw, "%s\t%d\tnot measured: %s\t\t\t\t\t\n", sum.Tool, sum.N, oneLine(sum.MissingReason))
+			note := oneLine(sum.MissingReason)
+			k := slices.Index(notes, note)
+			if k < 0 {
+				notes = append(notes, note)
+				k = len(notes) - 1
+			}
+			fmt.Fprintf(tw, "%s\t%d\tnot measured [%d]\t\t\t\t\t\n", sum.Tool, sum.N, k+1)
 			continue
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t\n", sum.Tool, sum.N,
@@ -160,23 +170,33 @@ func (s *Scenario) Print(w io.Writer) {
 		if v.Strict {
 			op = "<"
 		}
-		if !v.OK {
-			fmt.Fprintf(tw, "ratio %s/%s\t\tn/a\t(target %s %.2f)\t\t\t\t\n", v.Num, v.Den, op, v.Target)
-			continue
+		target := fmt.Sprintf("target %s %.2f", op, v.Target)
+		if v.Info {
+			target = "for context"
 		}
-		verdict := "MET"
-		if !v.Met() {
-			verdict = "MISSED"
+		switch {
+		case !v.OK:
+			fmt.Fprintf(tw, "ratio %s/%s\t\tn/a\t%s\t\t\t\t\n", v.Num, v.Den, target)
+		case v.Info:
+			fmt.Fprintf(tw, "ratio %s/%s\t\t%.2fx\t%s\t\t\t\t\n", v.Num, v.Den, v.Value, target)
+		default:
+			verdict := "MET"
+			if !v.Met() {
+				verdict = "MISSED"
+			}
+			fmt.Fprintf(tw, "ratio %s/%s\t\t%.2fx\t%s\t%s\t\t\t\n", v.Num, v.Den, v.Value, target, verdict)
 		}
-		fmt.Fprintf(tw, "ratio %s/%s\t\t%.2fx\t(target %s %.2f)\t%s\t\t\t\n", v.Num, v.Den, v.Value, op, v.Target, verdict)
 	}
 	tw.Flush()
+	for i, n := range notes {
+		fmt.Fprintf(w, "  [%d] %s\n", i+1, n)
+	}
 }
 
 func oneLine(s string) string {
 	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > 160 {
-		s = s[:160] + "..."
+	if len(s) > 400 {
+		s = s[:400] + "..."
 	}
 	return s
 }

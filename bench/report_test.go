@@ -18,6 +18,7 @@ func TestScenarioRatios(t *testing.T) {
 	s.Want(Ratio{Num: "a", Den: "b", Target: 0.5})
 	s.Want(Ratio{Num: "a", Den: "b", Target: 0.4, Strict: true})
 	s.Want(Ratio{Num: "a", Den: "c", Target: 1})
+	s.Want(Ratio{Num: "b", Den: "a", Info: true})
 
 	tests := []struct {
 		name   string
@@ -29,6 +30,7 @@ func TestScenarioRatios(t *testing.T) {
 		{"a over b meets 0.5", 0, true, 2.0 / 4.5, true},
 		{"a over b misses strict 0.4", 1, true, 2.0 / 4.5, false},
 		{"missing tool gives no ratio", 2, false, 0, false},
+		{"context ratio has no verdict", 3, true, 4.5 / 2.0, false},
 	}
 	rs := s.Ratios()
 	for _, tc := range tests {
@@ -45,7 +47,7 @@ func TestScenarioRatios(t *testing.T) {
 	var sb strings.Builder
 	s.Print(&sb)
 	out := sb.String()
-	for _, want := range []string{"2.000s", "4.500s", "not measured: not built", "MET", "MISSED", "n/a"} {
+	for _, want := range []string{"2.000s", "4.500s", "not measured [1]", "[1] not built", "2.25x", "for context", "MET", "MISSED", "n/a"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}

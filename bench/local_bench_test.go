@@ -1,0 +1,120 @@
+package bench
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// Local to local, issue 2. Each run gets a fresh, empty destination folder
+// with a name never used before in this process (so no state ferry keeps
+// per target can make a "fresh" run a no-op); the folder is removed after
+// the run, untimed.
+
+func rcloneEnv(tb testing.TB) []string {
+	return []string{"RCLONE_CONFIG=" + filepath.Join(work(tb), "rclone.conf")}
+}
+
+// localTools are the contenders for a copy into an empty folder.
+func localTools(b *testing.B) []tool {
+	bin, ferryErr := ferry(b)
+	why := ""
+	if ferryErr != nil {
+		why = ferryErr.Error()
+		b.Logf("ferry not measured: %v", ferryErr)
+	}
+	env := rcloneEnv(b)
+	return []tool{
+		{name: "ferry", why: why, cmd: func(src, dst string) Command {
+			return Command{Name: bin, Args: []string{"sync", "-q", src, dst}}
+		}},
+		{name: "ferry-nofsync", why: why, cmd: func(src, dst string) Command {
+			return Command{Name: bin, Args: []string{"sync", "-q", "--fsync=false", src, dst}}
+		}},
+		{name: "rsync", cmd: func(src, dst string) Command {
+			return Command{Name: "rsync", Args: []string{"-a", src + "/", dst + "/"}}
+		}},
+		{name: "rclone", cmd: func(src, dst string) Command {
+			return Command{Name: "rclone", Args: []string{"sync", "-q", src, dst}, Env: env}
+		}},
+	}
+}
+
+// freshDst makes an empty destination under the scenario's folder.
+func freshDst(b *testing.B, scenario string) func(t tool, rep int) string {
+	return func(t tool, rep int) string {
+		dst := filepath.Join(work(b), scenario, fmt.Sprintf("%s-%d", t.name, rep))
+		if err := os.MkdirAll(dst, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		return dst
+	}
+}
+
+func removeDst(dst string) { os.RemoveAll(dst) }
+
+func localCopyWants(s *Scenario) {
+	s.Want(Ratio{Num: "ferry", Den: "rclone", Target: 1.0})
+	s.Want(Ratio{Num: "ferry-nofsync", Den: "rsync", Target: 1.0})
+	s.Want(Ratio{Num: "ferry", Den: "rsync", Info: true}) // what durability costs against rsync
+}
+
+// BenchmarkLocalSmallFiles copies 10,000 files of 4 KiB in 100 folders
+// into an empty folder.
+func BenchmarkLocalSmallFiles(b *testing.B) {
+	src := smallTree(b)
+	s := NewScenario("local: 10,000 x 4 KiB into an empty folder")
+	localCopyWants(s)
+	register(s)
+	runSide(b, s, localTools(b), src, freshDst(b, "local-small"), sameTree, removeDst)
+	report(b, s)
+}
+
+// BenchmarkLocalBigFile copies one 1 GiB incompressible file into an
+// empty folder.
+func BenchmarkLocalBigFile(b *testing.B) {
+	src := bigTree(b)
+	s := NewScenario(fmt.Sprintf("local: one %d MiB file into an empty folder", bigSize()>>20))
+	localCopyWants(s)
+	register(s)
+	runSide(b, s, localTools(b), src, freshDst(b, "local-big"), sameTree, removeDst)
+	report(b, s)
+}
+
+// BenchmarkLocalNoOp runs each tool again over a destination it filled
+// itself, with nothing changed: the cost of finding out there is nothing
+// to do. ferry runs with its defaults.
+func BenchmarkLocalNoOp(b *testing.B) {
+	src := smallTree(b)
+	s := NewScenario("local: no-op second run over 10,000 x 4 KiB")
+	s.Want(Ratio{Num: "ferry", Den: "rsync", Target: 1.0, Strict: true})
+	s.Want(Ratio{Num: "ferry", Den: "rclone", Info: true})
+	register(s)
+	var tools []tool
+	for _, t := range localTools(b) {
+		if t.name != "ferry-nofsync" {
+			tools = append(tools, t)
+		}
+	}
+	// Fill one destination per tool, with that tool, untimed.
+	dsts := map[string]string{}
+	for _, t := range tools {
+		dst := filepath.Join(work(b), "local-noop", t.name)
+		if err := os.MkdirAll(dst, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		dsts[t.name] = dst
+		if t.why != "" {
+			continue
+		}
+		if _, err := Measure(b.Context(), t.cmd(src, dst)); err != nil {
+			b.Logf("no-op: first run of %s: %v", t.name, err)
+		}
+	}
+	runSide(b, s, tools, src, func(t tool, rep int) string { return dsts[t.name] }, sameTree, nil)
+	for _, d := range dsts {
+		os.RemoveAll(d)
+	}
+	report(b, s)
+}
