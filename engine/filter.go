@@ -1,0 +1,148 @@
+package engine
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/bmatcuk/doublestar/v4"
+
+	"github.com/ferrysync/ferry/backends"
+)
+
+// Filter decides which paths a sync leaves alone, with gitignore-style
+// patterns:
+//
+//   - a pattern without a slash matches the name at any depth ("*.log");
+//   - a pattern with a slash is anchored at the root ("docs/*.md"), and so is
+//     one with a leading slash ("/build");
+//   - a trailing slash matches directories only ("node_modules/");
+//   - "**" matches any number of directories ("**/tmp/**"); a trailing "/**"
+//     also matches the directory itself;
+//   - a leading "!" re-includes what an earlier pattern excluded; the last
+//     pattern that matches wins ("*.log", "!keep.log");
+//   - an excluded directory excludes everything under it, and no "!" pattern
+//     can bring back a path whose parent directory is excluded.
+//
+// ferry's partial files (backends.IsPartialName) are always excluded. A Filter
+// is immutable and safe for concurrent use.
+type Filter struct {
+	rules []rule
+}
+
+type rule struct {
+	text     string // the pattern as given, for messages
+	glob     string // what doublestar matches, without !, leading or trailing /
+	literal  bool   // glob has no wildcard: compare strings
+	negate   bool
+	dirOnly  bool
+	anchored bool // match the whole path, else the last element
+}
+
+// NewFilter compiles patterns. An empty or malformed pattern is an error
+// naming it.
+func NewFilter(patterns []string) (*Filter, error) {
+	f := &Filter{rules: make([]rule, 0, len(patterns))}
+	for _, p := range patterns {
+		r, err := parseRule(p)
+		if err != nil {
+			return nil, err
+		}
+		f.rules = append(f.rules, r)
+	}
+	return f, nil
+}
+
+func parseRule(p string) (rule, error) {
+	r := rule{text: p}
+	g := p
+	if strings.HasPrefix(g, "!") {
+		r.negate = true
+		g = g[1:]
+	}
+	if strings.HasSuffix(g, "/") {
+		r.dirOnly = true
+		g = strings.TrimRight(g, "/")
+	}
+	if strings.HasPrefix(g, "/") {
+		r.anchored = true
+		g = strings.TrimLeft(g, "/")
+	} else if strings.Contains(g, "/") {
+		r.anchored = true
+	}
+	if g == "" {
+		return rule{}, fmt.Errorf("exclude pattern %q: matches no name", p)
+	}
+	if strings.Contains(g, "//") {
+		return rule{}, fmt.Errorf("exclude pattern %q: empty path element", p)
+	}
+	if !doublestar.ValidatePattern(g) {
+		return rule{}, fmt.Errorf("exclude pattern %q: malformed (unclosed [ or {, or trailing \\)", p)
+	}
+	r.glob = g
+	r.literal = !strings.ContainsAny(g, `*?[{\`)
+	return r, nil
+}
+
+// Excluded reports whether path (slash-separated, relative to the root) is
+// excluded. isDir says whether path is a directory, for patterns with a
+// trailing slash. A nil *Filter excludes only partial files.
+func (f *Filter) Excluded(path string, isDir bool) bool {
+	for i := 0; i < len(path); i++ {
+		if path[i] == '/' && f.excludedSelf(path[:i], true) {
+			return true
+		}
+	}
+	return f.excludedSelf(path, isDir)
+}
+
+// excludedSelf decides path on its own, assuming no parent directory is
+// excluded. Walks that never descend into an excluded directory use it to
+// avoid rechecking every ancestor of every entry.
+func (f *Filter) excludedSelf(path string, isDir bool) bool {
+	if backends.IsPartialName(path) {
+		return true
+	}
+	if f == nil {
+		return false
+	}
+	_, base := backends.Split(path)
+	// The last matching rule wins, so look from the end.
+	for i := len(f.rules) - 1; i >= 0; i-- {
+		r := &f.rules[i]
+		if r.dirOnly && !isDir {
+			continue
+		}
+		subject := base
+		if r.anchored {
+			subject = path
+		}
+		if r.match(subject) {
+			return !r.negate
+		}
+	}
+	return false
+}
+
+func (r *rule) match(s string) bool {
+	if r.literal {
+		return s == r.glob
+	}
+	// The pattern was validated in NewFilter, so Match cannot fail.
+	ok, _ := doublestar.Match(r.glob, s)
+	return ok
+}
+
+// Empty reports whether f excludes nothing but partial files.
+func (f *Filter) Empty() bool { return f == nil || len(f.rules) == 0 }
+
+// String lists the patterns, for logs.
+func (f *Filter) String() string {
+	if f.Empty() {
+		return "[]"
+	}
+	texts := make([]string, len(f.rules))
+	for i, r := range f.rules {
+		texts[i] = r.text
+	}
+	return "[" + strings.Join(texts, " ") + "]"
+}
