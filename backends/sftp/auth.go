@@ -1,0 +1,214 @@
+package sftp
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/ferrysync/ferry/backends"
+	"github.com/skeema/knownhosts"
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
+	xknownhosts "golang.org/x/crypto/ssh/knownhosts"
+)
+
+// hostKeys checks server keys against the known_hosts files of one target.
+type hostKeys struct {
+	files  []string // all configured files; files[0] receives new keys
+	db     *knownhosts.HostKeyDB
+	accept bool
+	mu     sync.Mutex // serialises appends to files[0]
+}
+
+func newHostKeys(files []string, accept bool) (*hostKeys, error) {
+	hk := &hostKeys{files: files, accept: accept}
+	var present []string
+	for _, f := range files {
+		if _, err := os.Stat(f); err == nil {
+			present = append(present, f)
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("known_hosts %s: %w", f, err)
+		}
+	}
+	if len(present) > 0 {
+		db, err := knownhosts.NewDB(present...)
+		if err != nil {
+			return nil, fmt.Errorf("known_hosts %s: %w", strings.Join(present, ", "), err)
+		}
+		hk.db = db
+	}
+	return hk, nil
+}
+
+// algorithms returns the host key algorithms of addr's own known_hosts
+// entries, so that the server is asked for a key type we can check (a server
+// with several key types otherwise offers one we do not hold: key mismatch).
+// It returns nil for an unknown host, leaving the defaults.
+func (hk *hostKeys) algorithms(addr string) []string {
+	if db := hk.getDB(); db != nil {
+		return db.HostKeyAlgorithms(addr)
+	}
+	return nil
+}
+
+func (hk *hostKeys) getDB() *knownhosts.HostKeyDB {
+	hk.mu.Lock()
+	defer hk.mu.Unlock()
+	return hk.db
+}
+
+// callback returns the ssh.HostKeyCallback for one dial. The error it
+// returns (also stored in *failed, since the handshake may reword it) wraps
+// backends.ErrAuth and names the fingerprint and the file to fix.
+func (hk *hostKeys) callback(log func(msg string, args ...any), failed *error) ssh.HostKeyCallback {
+	return func(hostname string, remote net.Addr, key ssh.PublicKey) error {
+		err := hk.check(hostname, remote, key, log)
+		if err != nil {
+			*failed = err
+		}
+		return err
+	}
+}
+
+func (hk *hostKeys) check(hostname string, remote net.Addr, key ssh.PublicKey, log func(string, ...any)) error {
+	fp := ssh.FingerprintSHA256(key)
+	var kerr *xknownhosts.KeyError
+	if db := hk.getDB(); db != nil {
+		err := db.HostKeyCallback()(hostname, remote, key)
+		if err == nil {
+			return nil
+		}
+		if !errors.As(err, &kerr) {
+			return fmt.Errorf("host key of %s: %w: %w", hostname, backends.ErrAuth, err)
+		}
+	}
+	where := knownhosts.Normalize(hostname)
+	if kerr != nil && len(kerr.Want) > 0 {
+		w := kerr.Want[0]
+		return fmt.Errorf("HOST KEY CHANGED for %s: the server offered %s key %s, but %s line %d holds a different key (%s); "+
+			"this may be an attack. If the server's key was replaced on purpose, check the new fingerprint and "+
+			"remove line %d from %s: %w",
+			where, key.Type(), fp, w.Filename, w.Line, ssh.FingerprintSHA256(w.Key), w.Line, w.Filename, backends.ErrAuth)
+	}
+	if !hk.accept {
+		return fmt.Errorf("host key of %s is unknown: %s key %s is not in %s; check the fingerprint with the server's "+
+			"administrator and add it to %s (or allow trust on first use): %w",
+			where, key.Type(), fp, strings.Join(hk.files, ", "), hk.files[0], backends.ErrAuth)
+	}
+	if err := hk.record(hostname, remote, key); err != nil {
+		return fmt.Errorf("host key of %s: recording it in %s: %w: %w", where, hk.files[0], backends.ErrAuth, err)
+	}
+	log("trusting new host key on first use", "host", where, "type", key.Type(), "fingerprint", fp, "known_hosts", hk.files[0])
+	return nil
+}
+
+func (hk *hostKeys) record(hostname string, remote net.Addr, key ssh.PublicKey) error {
+	hk.mu.Lock()
+	defer hk.mu.Unlock()
+	f := hk.files[0]
+	if err := os.MkdirAll(filepath.Dir(f), 0o700); err != nil {
+		return err
+	}
+	w, err := os.OpenFile(f, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := knownhosts.WriteKnownHost(w, hostname, remote, key); err != nil {
+		w.Close()
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	// Later dials of this process must see the key too.
+	db, err := knownhosts.NewDB(existing(hk.files)...)
+	if err != nil {
+		return err
+	}
+	hk.db = db
+	return nil
+}
+
+func existing(files []string) []string {
+	var out []string
+	for _, f := range files {
+		if _, err := os.Stat(f); err == nil {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// authMethods loads the key files and asks ssh-agent. The closer releases
+// the agent connection once the handshake is over.
+func authMethods(r *resolved) (methods []ssh.AuthMethod, note string, closer func(), err error) {
+	closer = func() {}
+	var signers []ssh.Signer
+	var skipped []string
+	var agentSigners func() ([]ssh.Signer, error)
+	if sock := os.Getenv("SSH_AUTH_SOCK"); sock != "" {
+		if c, derr := net.Dial("unix", sock); derr == nil {
+			closer = func() { c.Close() }
+			agentSigners = agent.NewClient(c).Signers
+		}
+	}
+	pass := ""
+	if r.PassphraseEnv != "" {
+		pass = os.Getenv(r.PassphraseEnv)
+	}
+	for _, f := range r.identities {
+		pem, rerr := os.ReadFile(f)
+		if rerr != nil {
+			if !r.explicitID || errors.Is(rerr, os.ErrNotExist) && len(r.identities) > 1 {
+				continue
+			}
+			closer()
+			return nil, "", nil, fmt.Errorf("identity %s: %w: %w", f, backends.ErrAuth, rerr)
+		}
+		s, perr := ssh.ParsePrivateKey(pem)
+		var missing *ssh.PassphraseMissingError
+		if errors.As(perr, &missing) {
+			if pass != "" {
+				s, perr = ssh.ParsePrivateKeyWithPassphrase(pem, []byte(pass))
+				if perr != nil {
+					closer()
+					return nil, "", nil, fmt.Errorf("identity %s: decrypting with the passphrase from $%s: %w: %w", f, r.PassphraseEnv, backends.ErrAuth, perr)
+				}
+			} else {
+				skipped = append(skipped, f)
+				continue
+			}
+		} else if perr != nil {
+			closer()
+			return nil, "", nil, fmt.Errorf("identity %s: %w: %w", f, backends.ErrAuth, perr)
+		}
+		signers = append(signers, s)
+	}
+	if len(skipped) > 0 {
+		how := "set PassphraseEnv (e.g. FERRY_SSH_PASSPHRASE) to the name of an environment variable holding the passphrase"
+		if r.PassphraseEnv != "" {
+			how = fmt.Sprintf("put the passphrase in the environment variable %s", r.PassphraseEnv)
+		}
+		note = fmt.Sprintf("identity %s is encrypted and no passphrase was given: %s, or add the key to ssh-agent (ssh-add)",
+			strings.Join(skipped, ", "), how)
+		if agentSigners == nil && len(signers) == 0 {
+			closer()
+			return nil, "", nil, fmt.Errorf("%s: %w", note, backends.ErrAuth)
+		}
+	}
+	if len(signers) > 0 {
+		methods = append(methods, ssh.PublicKeys(signers...))
+	}
+	if agentSigners != nil {
+		methods = append(methods, ssh.PublicKeysCallback(agentSigners))
+	}
+	if len(methods) == 0 {
+		closer()
+		return nil, "", nil, fmt.Errorf("no SSH key for %s@%s: give an identity file or start ssh-agent (SSH_AUTH_SOCK): %w", r.User, r.addr, backends.ErrAuth)
+	}
+	return methods, note, closer, nil
+}

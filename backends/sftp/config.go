@@ -1,0 +1,286 @@
+package sftp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kevinburke/ssh_config"
+)
+
+// Verify says how an upload's content is checked before it is published.
+type Verify string
+
+const (
+	// VerifyNone checks the size only.
+	VerifyNone Verify = "none"
+	// VerifyHash compares a SHA-256 computed by the server (exec of
+	// sha256sum) with the source's; without one it falls back to read-back.
+	VerifyHash Verify = "hash"
+	// VerifyReadBack reads the uploaded bytes back and compares them.
+	VerifyReadBack Verify = "read-back"
+)
+
+// ParseVerify parses "none", "hash" or "read-back" ("" is none).
+func ParseVerify(s string) (Verify, error) {
+	switch v := Verify(s); v {
+	case "", VerifyNone:
+		return VerifyNone, nil
+	case VerifyHash, VerifyReadBack:
+		return v, nil
+	}
+	return "", fmt.Errorf("unknown verify mode %q (want none, hash or read-back)", s)
+}
+
+// Config describes one SFTP target. The zero value of every field but Host
+// means "the default"; fields left empty are filled from the SSH config file
+// where it has an answer for the host.
+type Config struct {
+	// Host is a host name, an address, or a Host alias of the SSH config.
+	Host string
+	// Port defaults to the SSH config's Port, then 22.
+	Port int
+	// User defaults to the SSH config's User, then the local user name.
+	User string
+	// Root is the target directory on the server: absolute, or relative to
+	// the login directory. "" is the login directory.
+	Root string
+
+	// IdentityFiles are private key files tried in order, before the SSH
+	// config's IdentityFile entries and ssh-agent's keys. When neither this
+	// nor the SSH config names one, ~/.ssh/id_ed25519, id_ecdsa and id_rsa
+	// are tried where they exist.
+	IdentityFiles []string
+	// PassphraseEnv names the environment variable holding the passphrase
+	// of encrypted keys (e.g. FERRY_SSH_PASSPHRASE). Empty: encrypted keys
+	// are left to ssh-agent.
+	PassphraseEnv string
+	// KnownHostsFile defaults to the SSH config's UserKnownHostsFile, then
+	// ~/.ssh/known_hosts.
+	KnownHostsFile string
+	// AcceptNewHostKey trusts a host seen for the first time and appends its
+	// key to KnownHostsFile. A changed key is refused all the same.
+	AcceptNewHostKey bool
+	// SSHConfigFile defaults to ~/.ssh/config; a missing default file is
+	// fine, a missing named file is an error. "none" reads no file.
+	SSHConfigFile string
+
+	// KeepaliveInterval is the time between keepalive@openssh.com requests
+	// (default 15s); a connection with no answer for KeepaliveMaxMissed
+	// intervals (default 3) is declared dead and closed.
+	KeepaliveInterval  time.Duration
+	KeepaliveMaxMissed int
+	// DialTimeout bounds the TCP connect and, separately, the SSH handshake
+	// (default 15s).
+	DialTimeout time.Duration
+	// StallTimeout aborts an upload that moved no bytes for this long
+	// (default 60s); the attempt fails retryably and its connection is
+	// rebuilt.
+	StallTimeout time.Duration
+	// ChunkSize is the payload of one write request (default 32 KiB, at most
+	// 256 KiB - 1 KiB); RequestsInFlight is how many are outstanding per
+	// file (default 64).
+	ChunkSize        int
+	RequestsInFlight int
+	// Connections is the size of the connection pool (default 3). Files
+	// share connections; a large file is split over two of them.
+	Connections int
+	// Verify is the content check before publishing (default VerifyNone:
+	// size only).
+	Verify Verify
+	// Logger receives connection events and the verification used; nil
+	// discards.
+	Logger *slog.Logger
+	// Dial opens the transport to addr ("host:port"); nil uses a TCP dialer
+	// with keepalive. Tests route connections through a proxy with it.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// Defaults of Config.
+const (
+	DefaultKeepaliveInterval  = 15 * time.Second
+	DefaultKeepaliveMaxMissed = 3
+	DefaultDialTimeout        = 15 * time.Second
+	DefaultStallTimeout       = 60 * time.Second
+	DefaultChunkSize          = 32 << 10
+	DefaultRequestsInFlight   = 64
+	DefaultConnections        = 3
+	maxChunkSize              = 255 << 10
+)
+
+// resolved is a Config after defaults and the SSH config are applied.
+type resolved struct {
+	Config
+	addr       string // host:port to dial
+	alias      string // Host as given
+	knownHosts []string
+	identities []string
+	explicitID bool // identities were named, not guessed
+}
+
+// resolve applies the SSH config and the defaults.
+func (c Config) resolve() (*resolved, error) {
+	if c.Host == "" {
+		return nil, errors.New("sftp: no host given")
+	}
+	r := &resolved{Config: c, alias: c.Host}
+	sc, err := loadSSHConfig(c.SSHConfigFile)
+	if err != nil {
+		return nil, err
+	}
+	get := func(key string) string {
+		if sc == nil {
+			return ""
+		}
+		v, _ := sc.Get(c.Host, key)
+		return v
+	}
+	getAll := func(key string) []string {
+		if sc == nil {
+			return nil
+		}
+		v, _ := sc.GetAll(c.Host, key)
+		return v
+	}
+	if hn := get("HostName"); hn != "" {
+		r.Host = strings.ReplaceAll(hn, "%h", c.Host)
+	}
+	if r.Port == 0 {
+		if p := get("Port"); p != "" {
+			n, err := strconv.Atoi(p)
+			if err != nil || n < 1 || n > 65535 {
+				return nil, fmt.Errorf("sftp: ssh config: Host %s: invalid Port %q", c.Host, p)
+			}
+			r.Port = n
+		} else {
+			r.Port = 22
+		}
+	}
+	if r.User == "" {
+		r.User = get("User")
+	}
+	if r.User == "" {
+		if u, err := user.Current(); err == nil {
+			r.User = u.Username
+		}
+	}
+	r.addr = net.JoinHostPort(r.Host, strconv.Itoa(r.Port))
+	if r.Root == "" {
+		r.Root = "."
+	}
+	exp := func(p string) string { return expandPath(p, r) }
+	for _, f := range c.IdentityFiles {
+		r.identities = append(r.identities, exp(f))
+	}
+	for _, f := range getAll("IdentityFile") {
+		r.identities = append(r.identities, exp(f))
+	}
+	r.explicitID = len(r.identities) > 0
+	if !r.explicitID {
+		for _, n := range []string{"id_ed25519", "id_ecdsa", "id_rsa"} {
+			p := exp("~/.ssh/" + n)
+			if _, err := os.Stat(p); err == nil {
+				r.identities = append(r.identities, p)
+			}
+		}
+	}
+	switch {
+	case c.KnownHostsFile != "":
+		r.knownHosts = []string{exp(c.KnownHostsFile)}
+	case get("UserKnownHostsFile") != "":
+		for _, f := range strings.Fields(get("UserKnownHostsFile")) {
+			r.knownHosts = append(r.knownHosts, exp(f))
+		}
+	default:
+		r.knownHosts = []string{exp("~/.ssh/known_hosts")}
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&r.KeepaliveInterval, DefaultKeepaliveInterval)
+	def(&r.DialTimeout, DefaultDialTimeout)
+	def(&r.StallTimeout, DefaultStallTimeout)
+	if r.KeepaliveMaxMissed <= 0 {
+		r.KeepaliveMaxMissed = DefaultKeepaliveMaxMissed
+	}
+	if r.ChunkSize <= 0 {
+		r.ChunkSize = DefaultChunkSize
+	}
+	if r.ChunkSize > maxChunkSize {
+		return nil, fmt.Errorf("sftp: chunk size %d is larger than %d", r.ChunkSize, maxChunkSize)
+	}
+	if r.RequestsInFlight <= 0 {
+		r.RequestsInFlight = DefaultRequestsInFlight
+	}
+	if r.Connections <= 0 {
+		r.Connections = DefaultConnections
+	}
+	if r.Verify == "" {
+		r.Verify = VerifyNone
+	}
+	if _, err := ParseVerify(string(r.Verify)); err != nil {
+		return nil, fmt.Errorf("sftp: %w", err)
+	}
+	if r.Logger == nil {
+		r.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return r, nil
+}
+
+func loadSSHConfig(name string) (*ssh_config.Config, error) {
+	if name == "none" {
+		return nil, nil
+	}
+	explicit := name != ""
+	if !explicit {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return nil, nil
+		}
+		name = filepath.Join(home, ".ssh", "config")
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		if !explicit && errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("sftp: ssh config: %w", err)
+	}
+	defer f.Close()
+	cfg, err := ssh_config.Decode(f)
+	if err != nil {
+		return nil, fmt.Errorf("sftp: ssh config %s: %w", name, err)
+	}
+	return cfg, nil
+}
+
+// expandPath expands ~ and the tokens %d (home), %u (local user), %h (host),
+// %r (remote user) and %p (port) as OpenSSH does in file names.
+func expandPath(p string, r *resolved) string {
+	home, _ := os.UserHomeDir()
+	if p == "~" {
+		p = home
+	} else if strings.HasPrefix(p, "~/") {
+		p = filepath.Join(home, p[2:])
+	}
+	if !strings.Contains(p, "%") {
+		return p
+	}
+	local := ""
+	if u, err := user.Current(); err == nil {
+		local = u.Username
+	}
+	return strings.NewReplacer("%%", "%", "%d", home, "%u", local, "%h", r.Host,
+		"%r", r.User, "%p", strconv.Itoa(r.Port)).Replace(p)
+}

@@ -1,0 +1,286 @@
+package sftp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/ferrysync/ferry/backends"
+	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
+)
+
+// cipherPreference puts the AEAD ciphers first: on hardware with AES
+// instructions aes128-gcm costs the least CPU per byte, and chacha20 is the
+// fast choice elsewhere; both skip the separate MAC pass of the CTR modes.
+var cipherPreference = []string{
+	"aes128-gcm@openssh.com", "chacha20-poly1305@openssh.com", "aes256-gcm@openssh.com",
+	"aes128-ctr", "aes192-ctr", "aes256-ctr",
+}
+
+// conn is one SSH connection with its SFTP session and keepalive.
+type conn struct {
+	id       int
+	ssh      *ssh.Client
+	sftp     *sftp.Client
+	dead     chan struct{} // closed once the connection is gone
+	deadOnce sync.Once
+	why      atomic.Value // string: why it died
+	wg       sync.WaitGroup
+	dirs     sync.Map // full paths of directories checked to be no symlinks
+
+	posixRename bool
+	statVFS     bool
+}
+
+// alive reports whether the connection is still usable.
+func (c *conn) alive() bool {
+	select {
+	case <-c.dead:
+		return false
+	default:
+		return true
+	}
+}
+
+// kill closes the connection, which fails every call waiting on it at once.
+func (c *conn) kill(why string) {
+	c.deadOnce.Do(func() {
+		c.why.Store(why)
+		close(c.dead)
+	})
+	c.ssh.Close()
+}
+
+func (c *conn) reason() string {
+	if s, ok := c.why.Load().(string); ok {
+		return s
+	}
+	return "connection lost"
+}
+
+// dial opens one connection: TCP (bounded by DialTimeout and ctx), the SSH
+// handshake and the SFTP session (bounded together by a deadline on the
+// socket, since the handshake has no timeout of its own), then starts the
+// keepalive.
+func (b *Backend) dial(ctx context.Context, id int) (*conn, error) {
+	r := b.cfg
+	dctx, cancel := context.WithTimeout(ctx, r.DialTimeout)
+	defer cancel()
+	dialFn := r.Dial
+	if dialFn == nil {
+		d := &net.Dialer{KeepAlive: r.KeepaliveInterval}
+		dialFn = d.DialContext
+	}
+	nc, err := dialFn(dctx, "tcp", r.addr)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("dial %s: %w", r.addr, ctx.Err())
+		}
+		return nil, fmt.Errorf("dial %s: %w: %w", r.addr, backends.ErrUnreachable, err)
+	}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		setUserTimeout(tc, max(r.StallTimeout, r.KeepaliveInterval*time.Duration(r.KeepaliveMaxMissed)))
+	}
+	methods, note, closeAgent, err := authMethods(r)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	defer closeAgent()
+	var hostErr error
+	hostOK := false
+	check := b.hk.callback(func(msg string, args ...any) { b.log.Warn(msg, args...) }, &hostErr)
+	cc := &ssh.ClientConfig{
+		User: r.User,
+		Auth: methods,
+		HostKeyCallback: func(h string, a net.Addr, k ssh.PublicKey) error {
+			err := check(h, a, k)
+			hostOK = err == nil
+			return err
+		},
+		HostKeyAlgorithms: b.hk.algorithms(r.addr),
+		Timeout:           r.DialTimeout,
+		Config:            ssh.Config{Ciphers: cipherPreference},
+	}
+	nc.SetDeadline(time.Now().Add(r.DialTimeout))
+	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	sc, chans, reqs, err := ssh.NewClientConn(nc, r.addr, cc)
+	if err != nil {
+		nc.Close()
+		switch {
+		case hostErr != nil:
+			return nil, hostErr
+		case ctx.Err() != nil:
+			return nil, fmt.Errorf("ssh handshake with %s: %w", r.addr, ctx.Err())
+		case hostOK && !isNetErr(err):
+			if note != "" {
+				return nil, fmt.Errorf("ssh %s@%s: %s: %w: %w", r.User, r.addr, note, backends.ErrAuth, err)
+			}
+			return nil, fmt.Errorf("ssh %s@%s: %w: %w", r.User, r.addr, backends.ErrAuth, err)
+		}
+		return nil, fmt.Errorf("ssh handshake with %s: %w: %w", r.addr, backends.ErrUnreachable, err)
+	}
+	client := ssh.NewClient(sc, chans, reqs)
+	opts := []sftp.ClientOption{
+		sftp.MaxConcurrentRequestsPerFile(r.RequestsInFlight),
+		sftp.UseConcurrentReads(true),
+	}
+	if r.ChunkSize <= 32<<10 {
+		opts = append(opts, sftp.MaxPacketChecked(r.ChunkSize))
+	} else {
+		opts = append(opts, sftp.MaxPacketUnchecked(r.ChunkSize))
+	}
+	sc2, err := sftp.NewClient(client, opts...)
+	if err != nil {
+		client.Close()
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("sftp session on %s: %w", r.addr, ctx.Err())
+		}
+		return nil, fmt.Errorf("sftp session on %s: %w: %w", r.addr, backends.ErrUnreachable, err)
+	}
+	if !stop() {
+		client.Close()
+		return nil, fmt.Errorf("sftp session on %s: %w", r.addr, ctx.Err())
+	}
+	nc.SetDeadline(time.Time{})
+	c := &conn{id: id, ssh: client, sftp: sc2, dead: make(chan struct{})}
+	_, c.posixRename = sc2.HasExtension("posix-rename@openssh.com")
+	_, c.statVFS = sc2.HasExtension("statvfs@openssh.com")
+	c.wg.Add(2)
+	go func() {
+		defer c.wg.Done()
+		err := client.Wait()
+		why := "connection closed"
+		if err != nil {
+			why = "connection closed: " + err.Error()
+		}
+		c.deadOnce.Do(func() { c.why.Store(why); close(c.dead) })
+	}()
+	go func() {
+		defer c.wg.Done()
+		b.keepalive(c)
+	}()
+	b.log.Debug("sftp connected", "addr", r.addr, "user", r.User, "conn", id,
+		"posix-rename", c.posixRename, "statvfs", c.statVFS)
+	return c, nil
+}
+
+// keepalive sends keepalive@openssh.com every interval and closes the
+// connection once no answer came for KeepaliveMaxMissed intervals. Each
+// request runs in its own goroutine raced against the clock, because a
+// request on a dead link blocks (and blocks the next one) until the
+// connection is closed; closing is what frees them all.
+func (b *Backend) keepalive(c *conn) {
+	iv, n := b.cfg.KeepaliveInterval, b.cfg.KeepaliveMaxMissed
+	t := time.NewTicker(iv)
+	defer t.Stop()
+	answered := make(chan time.Time, 1)
+	lastSent := time.Time{}
+	pending := false
+	lastAlive := time.Now()
+	for {
+		select {
+		case <-c.dead:
+			return
+		case at := <-answered:
+			pending = false
+			if at.After(lastAlive) {
+				lastAlive = at
+			}
+			continue
+		case <-t.C:
+		}
+		if pending {
+			if time.Since(lastAlive) >= iv*time.Duration(n)-iv/10 {
+				b.log.Warn("sftp connection dead: no keepalive answer", "addr", b.cfg.addr, "conn", c.id,
+					"silent_for", time.Since(lastAlive).Round(time.Millisecond), "interval", iv, "max_missed", n)
+				c.kill(fmt.Sprintf("no keepalive answer for %s", time.Since(lastAlive).Round(time.Millisecond)))
+				return
+			}
+			continue
+		}
+		pending = true
+		lastSent = time.Now()
+		sent := lastSent
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			// A refusal (ok=false) is an answer all the same; only an error
+			// means the connection is gone, which Wait reports.
+			if _, _, err := c.ssh.SendRequest("keepalive@openssh.com", true, nil); err == nil {
+				select {
+				case answered <- sent:
+				case <-c.dead:
+				}
+			}
+		}()
+	}
+}
+
+// isNetErr reports whether err comes from the transport rather than the peer's
+// answer: the handshake or session broke off.
+func isNetErr(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, os.ErrDeadlineExceeded) || isEOF(err)
+}
+
+// slot is one place in the connection pool, rebuilt on use after a loss.
+type slot struct {
+	mu  sync.Mutex
+	c   *conn
+	cur atomic.Pointer[conn] // c, readable without mu
+}
+
+// conn returns the live connection of slot i, dialling it first if it is
+// missing or dead.
+func (b *Backend) connAt(ctx context.Context, i int) (*conn, error) {
+	if b.closed.Load() {
+		return nil, errClosed
+	}
+	s := &b.slots[i%len(b.slots)]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.c != nil && s.c.alive() {
+		return s.c, nil
+	}
+	if s.c != nil {
+		b.log.Info("sftp reconnecting", "addr", b.cfg.addr, "conn", i, "after", s.c.reason())
+		s.c.kill("replaced")
+		s.c.wg.Wait()
+		s.c = nil
+		s.cur.Store(nil)
+	}
+	c, err := b.dial(ctx, i)
+	if err != nil {
+		return nil, err
+	}
+	if b.closed.Load() {
+		c.kill("backend closed")
+		c.wg.Wait()
+		return nil, errClosed
+	}
+	s.c = c
+	s.cur.Store(c)
+	return c, nil
+}
+
+// get returns a live connection, spreading callers over the pool.
+func (b *Backend) get(ctx context.Context) (*conn, error) {
+	return b.connAt(ctx, int(b.rr.Add(1)))
+}
+
+var errClosed = backends.Permanent(errors.New("sftp backend is closed"))
+
+// peek returns the slot's connection without dialling; nil if there is none.
+func (s *slot) peek() *conn {
+	return s.cur.Load()
+}

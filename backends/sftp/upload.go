@@ -1,0 +1,288 @@
+package sftp
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"time"
+
+	"github.com/ferrysync/ferry/backends"
+	"github.com/pkg/sftp"
+)
+
+// splitThreshold is the remaining size from which one file is written over
+// two connections at once: below it the second connection's setup costs
+// more than the extra stream gains.
+const splitThreshold = 64 << 20
+
+// Upload publishes src at p atomically through a resumable partial file.
+// See backends.Backend. Failures: a lost or stalled connection wraps
+// ErrUnreachable (retryable, the partial is kept); a full disk ErrNoSpace
+// and a refusal ErrPermission (permanent, the partial is removed); a source
+// that changed ErrSourceChanged (the partial is removed, as its name belongs
+// to the old size and mtime). Safe for concurrent use with other uploads to
+// different paths. On cancel, writes in flight are given a moment to finish
+// (their connection is closed otherwise) and the partial is kept.
+func (b *Backend) Upload(ctx context.Context, p string, src backends.Source) (backends.UploadResult, error) {
+	var res backends.UploadResult
+	if err := backends.CheckPath(p); err != nil {
+		return res, fmt.Errorf("upload: %w", err)
+	}
+	if p == "" {
+		return res, fmt.Errorf("upload: the target root: %w", backends.ErrUnsafePath)
+	}
+	c, err := b.get(ctx)
+	if err != nil {
+		return res, fmt.Errorf("upload %s: %w", p, err)
+	}
+	u := &upload{b: b, c: c, p: p, src: src, final: b.full(p),
+		partial: b.full(backends.PartialName(p, src.Size(), src.ModTime()))}
+	err = u.run(ctx, &res)
+	if err == nil {
+		return res, nil
+	}
+	err = classify(c, "upload", p, err)
+	if backends.IsPermanent(err) && !errors.Is(err, context.Canceled) && !errors.Is(err, backends.ErrUnsafePath) && c.alive() {
+		if rerr := c.sftp.Remove(u.partial); rerr == nil {
+			b.log.Debug("removed partial after permanent failure", "path", p, "partial", u.partial)
+		}
+	}
+	return res, err
+}
+
+type upload struct {
+	b              *Backend
+	c              *conn
+	p              string
+	src            backends.Source
+	final, partial string
+}
+
+func (u *upload) step(ctx context.Context, fn func() error) error {
+	return callCtx(ctx, fn)
+}
+
+func (u *upload) run(ctx context.Context, res *backends.UploadResult) error {
+	b, c, src := u.b, u.c, u.src
+	dir, _ := backends.Split(u.p)
+	if err := u.step(ctx, func() error { return b.safeDir(c, dir, true) }); err != nil {
+		return err
+	}
+	var f *sftp.File
+	err := u.step(ctx, func() error {
+		var err error
+		f, res.Resumed, err = u.openPartial()
+		return err
+	})
+	if err != nil {
+		return u.noSpace(err)
+	}
+	files, conns := []*sftp.File{f}, []*conn{c}
+	closeAll := func() error {
+		var first error
+		for _, f := range files {
+			if err := f.Close(); err != nil && first == nil {
+				first = err
+			}
+		}
+		files = nil
+		return first
+	}
+	defer closeAll()
+	if src.Size()-res.Resumed >= splitThreshold && len(b.slots) > 1 {
+		if c2, f2 := u.second(ctx); f2 != nil {
+			files, conns = append(files, f2), append(conns, c2)
+		}
+	}
+	pl := &pipeline{src: src, files: files, conns: conns, start: res.Resumed, end: src.Size(),
+		chunk: int64(b.cfg.ChunkSize), window: int64(b.cfg.RequestsInFlight), workers: b.cfg.RequestsInFlight * len(files),
+		stall: b.cfg.StallTimeout, grace: 2 * time.Second}
+	t0 := time.Now()
+	res.Sent, err = pl.run(ctx)
+	if err != nil {
+		var we *writeErr
+		if errors.As(err, &we) && we.c != c {
+			// The second connection failed: classify against it, not ours.
+			return classify(we.c, "write", u.partial, err)
+		}
+		return u.noSpace(err)
+	}
+	if err := u.step(ctx, closeAll); err != nil {
+		return u.noSpace(err)
+	}
+	b.log.Debug("upload written", "path", u.p, "sent", res.Sent, "resumed", res.Resumed,
+		"conns", len(conns), "took", time.Since(t0).Round(time.Millisecond))
+	if err := src.Check(); err != nil {
+		c.sftp.Remove(u.partial)
+		return err
+	}
+	return u.step(ctx, func() error { return u.publish(ctx, res) })
+}
+
+// openPartial opens the partial for writing, resuming a partial left by an
+// earlier attempt from its verified length.
+func (u *upload) openPartial() (*sftp.File, int64, error) {
+	c := u.c
+	fi, err := c.sftp.Lstat(u.partial)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		f, err := c.sftp.OpenFile(u.partial, os.O_RDWR|os.O_CREATE|os.O_EXCL)
+		if err != nil {
+			return nil, 0, err
+		}
+		if err := f.Chmod(0o600); err != nil {
+			f.Close()
+			return nil, 0, err
+		}
+		return f, 0, nil
+	case err != nil:
+		return nil, 0, err
+	case !fi.Mode().IsRegular():
+		return nil, 0, fmt.Errorf("partial %s is not a regular file: %w", u.partial, backends.ErrUnsafePath)
+	}
+	f, err := c.sftp.OpenFile(u.partial, os.O_RDWR)
+	if err != nil {
+		return nil, 0, err
+	}
+	window := int64(u.b.cfg.RequestsInFlight) * int64(u.b.cfg.ChunkSize)
+	off, err := backends.ResumeOffset(f, fi.Size(), u.src, u.src.Size(), window)
+	if err != nil {
+		f.Close()
+		return nil, 0, err
+	}
+	if off != fi.Size() {
+		if err := f.Truncate(off); err != nil {
+			f.Close()
+			return nil, 0, err
+		}
+	}
+	u.b.log.Info("resuming upload", "path", u.p, "partial_size", fi.Size(), "verified", off, "size", u.src.Size())
+	return f, off, nil
+}
+
+// second opens the partial on another pooled connection, so a large file
+// moves over two streams. Failing that, the upload goes on with one.
+func (u *upload) second(ctx context.Context) (*conn, *sftp.File) {
+	c2, err := u.b.connAt(ctx, u.c.id+1)
+	if err != nil || c2 == u.c {
+		return nil, nil
+	}
+	var f *sftp.File
+	err = callCtx(ctx, func() error {
+		var err error
+		f, err = c2.sftp.OpenFile(u.partial, os.O_WRONLY)
+		return err
+	})
+	if err != nil {
+		u.b.log.Debug("second connection unavailable for upload", "path", u.p, "err", err)
+		return nil, nil
+	}
+	return c2, f
+}
+
+// publish checks the written partial and renames it over the final name.
+func (u *upload) publish(ctx context.Context, res *backends.UploadResult) error {
+	b, c, src := u.b, u.c, u.src
+	fi, err := c.sftp.Lstat(u.partial)
+	if err != nil {
+		return err
+	}
+	if fi.Size() != src.Size() {
+		return fmt.Errorf("partial %s holds %d bytes after the upload, want %d", u.partial, fi.Size(), src.Size())
+	}
+	res.Verified = "size"
+	switch b.cfg.Verify {
+	case VerifyHash:
+		how, err := u.verifyHash(ctx)
+		if err != nil {
+			return err
+		}
+		res.Verified = how
+	case VerifyReadBack:
+		if err := u.readBack(); err != nil {
+			return err
+		}
+		res.Verified = "read-back"
+	}
+	b.log.Debug("upload verified", "path", u.p, "how", res.Verified)
+	if err := c.sftp.Chmod(u.partial, src.Mode().Perm()); err != nil {
+		return err
+	}
+	mt := src.ModTime()
+	if err := c.sftp.Chtimes(u.partial, mt, mt); err != nil {
+		return err
+	}
+	return b.replace(c, u.partial, u.final)
+}
+
+// mismatch drops a partial whose content proved wrong, so the retry starts
+// over rather than resuming garbage.
+func (u *upload) mismatch(how string) error {
+	u.c.sftp.Remove(u.partial)
+	return fmt.Errorf("content of %s differs from the source after upload (%s); partial removed", u.p, how)
+}
+
+func (u *upload) verifyHash(ctx context.Context) (string, error) {
+	remote, err := u.b.remoteHash(ctx, u.c, u.partial)
+	if backends.IsUnsupported(err) {
+		u.b.log.Debug("server cannot hash; verifying by read-back", "path", u.p)
+		return "read-back", u.readBack()
+	}
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, io.NewSectionReader(u.src, 0, u.src.Size())); err != nil {
+		return "", fmt.Errorf("hash source: %w", err)
+	}
+	if local := hex.EncodeToString(h.Sum(nil)); local != remote {
+		return "", u.mismatch("sha256 " + remote + " != " + local)
+	}
+	return "sha256", nil
+}
+
+func (u *upload) readBack() error {
+	f, err := u.c.sftp.Open(u.partial)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	const chunk = 1 << 20
+	rb, sb := make([]byte, chunk), make([]byte, chunk)
+	for off := int64(0); off < u.src.Size(); off += chunk {
+		n := min(chunk, u.src.Size()-off)
+		if _, err := f.ReadAt(rb[:n], off); err != nil && err != io.EOF {
+			return fmt.Errorf("read back at %d: %w", off, err)
+		}
+		if _, err := u.src.ReadAt(sb[:n], off); err != nil && err != io.EOF {
+			return fmt.Errorf("read source at %d: %w", off, err)
+		}
+		if !bytes.Equal(rb[:n], sb[:n]) {
+			return u.mismatch(fmt.Sprintf("read-back differs in the MiB at %d", off))
+		}
+	}
+	return nil
+}
+
+// noSpace turns a generic failure into ErrNoSpace when the server's file
+// system is (nearly) full: OpenSSH reports ENOSPC as SSH_FX_FAILURE.
+func (u *upload) noSpace(err error) error {
+	if !isFailure(err) || !u.c.alive() {
+		return err
+	}
+	free, ferr := u.b.freeSpace(u.c, path.Dir(u.partial))
+	if ferr != nil {
+		return err
+	}
+	if need := int64(u.b.cfg.RequestsInFlight) * int64(u.b.cfg.ChunkSize); free < need {
+		return fmt.Errorf("%w (%d bytes free): %w", backends.ErrNoSpace, free, err)
+	}
+	return err
+}
