@@ -1,0 +1,144 @@
+package config
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Checks against the filesystem, run after the whole file is decoded. Each
+// still points at the line of the key whose value it checks.
+
+// checkSources checks that every source is a directory and that no local
+// target lies inside its own source or holds it, which would make every run
+// copy its own output.
+func (d *decoder) checkSources(c *Config) {
+	for i, j := range c.Jobs {
+		if j.Source == "" {
+			continue
+		}
+		key := jobKey(i, "source")
+		fi, err := os.Stat(j.Source)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			d.at(j.sourcePos, key, "%s does not exist", j.Source)
+			continue
+		case err != nil:
+			d.at(j.sourcePos, key, "%v", err)
+			continue
+		case !fi.IsDir():
+			d.at(j.sourcePos, key, "%s is not a directory", j.Source)
+			continue
+		}
+		src := realPath(j.Source)
+		for ti, t := range j.Targets {
+			if t.Type != Local || t.Path == "" {
+				continue
+			}
+			dst := realPath(t.Path)
+			tkey := jobKey(i, "targets[") + itoa(ti) + "].path"
+			switch {
+			case dst == src:
+				d.at(t.pathPos, tkey, "%s is the job's source", t.Path)
+			case within(dst, src):
+				d.at(t.pathPos, tkey, "%s is inside the job's source %s: each run would copy its own output", t.Path, j.Source)
+			case within(src, dst):
+				d.at(t.pathPos, tkey, "%s holds the job's source %s: a mirror would delete it", t.Path, j.Source)
+			}
+		}
+	}
+}
+
+func jobKey(i int, key string) string { return "jobs[" + itoa(i) + "]." + key }
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+// within reports whether p is strictly below dir.
+func within(p, dir string) bool {
+	rel, err := filepath.Rel(dir, p)
+	return err == nil && rel != "." && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) && !filepath.IsAbs(rel)
+}
+
+// realPath resolves symlinks in the longest existing prefix of p, so a
+// target reached through a link is still seen inside its source.
+func realPath(p string) string {
+	rest := ""
+	for cur := p; ; {
+		if r, err := filepath.EvalSymlinks(cur); err == nil {
+			return filepath.Join(r, rest)
+		}
+		parent := filepath.Dir(cur)
+		if parent == cur {
+			return p
+		}
+		rest = filepath.Join(filepath.Base(cur), rest)
+		cur = parent
+	}
+}
+
+// checkSecretFile refuses a password or passphrase file that group or others
+// can read, as ssh does for keys.
+func (d *decoder) checkSecretFile(origin map[string]setter, key string) {
+	s, ok := origin[key]
+	if !ok {
+		return
+	}
+	p := s.pathValue()
+	if p == "" {
+		return
+	}
+	fi, err := os.Stat(p)
+	if err != nil {
+		d.errorf(s.value, s.path, "%s: %v", p, unwrapPathErr(err))
+		return
+	}
+	if mode := fi.Mode().Perm(); mode&0o077 != 0 {
+		d.errorf(s.value, s.path, "%s has mode %04o, which lets group or others read it: run chmod 600 %s", p, mode, p)
+	}
+}
+
+// checkExists reports a file named in the config that cannot be read.
+func (d *decoder) checkExists(origin map[string]setter, key string) {
+	s, ok := origin[key]
+	if !ok {
+		return
+	}
+	p := s.pathValue()
+	if p == "" {
+		return
+	}
+	if _, err := os.Stat(p); err != nil {
+		d.errorf(s.value, s.path, "%s: %v", p, unwrapPathErr(err))
+	}
+}
+
+// pathValue is the resolved path a setter writes, read back by applying it.
+func (s setter) pathValue() string {
+	var t Target
+	s.apply(&t)
+	switch s.key {
+	case "password_file":
+		return t.PasswordFile
+	case "passphrase_file":
+		return t.PassphraseFile
+	case "identity":
+		return t.Identity
+	case "known_hosts":
+		return t.KnownHosts
+	}
+	return ""
+}
+
+func unwrapPathErr(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		if errors.Is(pe.Err, fs.ErrNotExist) {
+			return errors.New("does not exist")
+		}
+		return pe.Err
+	}
+	return err
+}
