@@ -20,6 +20,7 @@ type Scenario struct {
 	runs    map[string][]Result
 	missing map[string]string
 	ratios  []Ratio
+	notes   []string
 }
 
 // Ratio is a target of the form Num's median time / Den's median time
@@ -52,6 +53,14 @@ func (s *Scenario) Missing(tool, why string) {
 	defer s.mu.Unlock()
 	s.touch(tool)
 	s.missing[tool] = why
+}
+
+// Note adds a line printed under the table, for figures that are not
+// times (such as bytes sent by a resumed upload).
+func (s *Scenario) Note(format string, args ...any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.notes = append(s.notes, fmt.Sprintf(format, args...))
 }
 
 // Want declares a ratio target to be computed from the medians.
@@ -188,6 +197,11 @@ func (s *Scenario) Print(w io.Writer) {
 		}
 	}
 	tw.Flush()
+	s.mu.Lock()
+	for _, n := range s.notes {
+		fmt.Fprintf(w, "%s\n", n)
+	}
+	s.mu.Unlock()
 	for i, n := range notes {
 		fmt.Fprintf(w, "  [%d] %s\n", i+1, n)
 	}

@@ -44,10 +44,11 @@ func TestScenarioRatios(t *testing.T) {
 			}
 		})
 	}
+	s.Note("resumed: %.2fx", 1.05)
 	var sb strings.Builder
 	s.Print(&sb)
 	out := sb.String()
-	for _, want := range []string{"2.000s", "4.500s", "not measured [1]", "[1] not built", "2.25x", "for context", "MET", "MISSED", "n/a"} {
+	for _, want := range []string{"2.000s", "4.500s", "not measured [1]", "[1] not built", "2.25x", "for context", "resumed: 1.05x", "MET", "MISSED", "n/a"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
