@@ -76,7 +76,15 @@ func (b *Backend) Upload(ctx context.Context, path string, src backends.Source) 
 		f.Close()
 		return res, b.fail(path, part, err)
 	}
-	rename := func() error { return b.root.Rename(part, path) }
+	rename := func() error {
+		err := b.root.Rename(part, path)
+		if err != nil {
+			if fi, lerr := b.root.Lstat(path); lerr == nil && fi.IsDir() {
+				return backends.Permanent(fmt.Errorf("a directory is in the way: %w", err))
+			}
+		}
+		return err
+	}
 	if b.commit == nil {
 		err = rename()
 	} else {
