@@ -1,5 +1,3 @@
-//go:build ferry_standin
-
 package engine
 
 import (
@@ -54,8 +52,9 @@ type ExecOptions struct {
 	// Logger receives logs; nil discards them.
 	Logger *slog.Logger
 	// Partials are the partial files ListTarget found. Those that belong
-	// to no planned upload and are older than PartialRetention are removed
-	// after a run that was not cancelled.
+	// to no planned upload are removed, before the first delete, when they
+	// are older than PartialRetention or lie in a directory being deleted;
+	// a cancelled run removes none.
 	Partials []backends.FileInfo
 	// PartialRetention keeps young stale partials, which a concurrent or
 	// restarted run may still resume; 0 means DefaultPartialRetention, a
@@ -166,7 +165,7 @@ func (r *Report) Failed() bool {
 // Each op is retried with backoff on retryable errors; a permanent error, or
 // the last retry, makes it a Problem and the rest go on. An upload whose
 // source changed under it is re-planned from a fresh stat and tried again.
-// After the run, stale partial files (opts.Partials) are removed.
+// Stale partial files (opts.Partials) are removed before the deletes.
 //
 // Cancelling ctx stops the workers promptly: ops in flight return, nothing
 // new starts, partial files stay for a later run to resume, and the report's
@@ -200,13 +199,13 @@ func Execute(ctx context.Context, plan Plan, srcRoot string, target backends.Bac
 		if ctx.Err() != nil {
 			break
 		}
+		if phase[0].Kind == OpDelete {
+			e.cleanPartials(ctx, plan.Ops)
+		}
 		e.runPhase(ctx, phase)
 	}
-	if err := ctx.Err(); err != nil {
-		e.rep.Err = err
-	} else {
-		e.cleanPartials(ctx, plan.Ops)
-	}
+	e.cleanPartials(ctx, plan.Ops)
+	e.rep.Err = ctx.Err()
 	e.rep.Duration = time.Since(start)
 	return e.rep
 }
@@ -221,6 +220,8 @@ type executor struct {
 
 	mu  sync.Mutex
 	rep Report
+
+	partialsCleaned bool // only touched between phases
 }
 
 // phases cuts ops into runs that may run concurrently: maximal runs of the
@@ -356,28 +357,40 @@ func (e *executor) count(f func(r *Report)) {
 	e.mu.Unlock()
 }
 
-// cleanPartials removes partial files that belong to no planned upload and
-// are older than the retention; failures are logged, not reported, since a
-// leftover partial harms nothing.
+// cleanPartials removes partial files that no planned upload will resume
+// (see StalePartials): those older than the retention, and, whatever their
+// age, those inside a directory the plan deletes, which could not be removed
+// otherwise. It runs before the first delete and at most once. Failures are
+// logged, not reported, since a leftover partial harms nothing.
 func (e *executor) cleanPartials(ctx context.Context, ops []Op) {
-	if len(e.opts.Partials) == 0 {
+	if e.partialsCleaned || ctx.Err() != nil {
 		return
 	}
-	keep := make(map[string]bool)
+	e.partialsCleaned = true
+	var deleted []string
 	for _, op := range ops {
-		if op.Kind == OpUpload {
-			keep[backends.PartialName(op.Path, op.Src.Size, op.Src.ModTime)] = true
+		if op.Kind == OpDelete {
+			deleted = append(deleted, op.Path+"/")
 		}
 	}
+	underDeleted := func(p string) bool {
+		for _, d := range deleted {
+			if strings.HasPrefix(p, d) {
+				return true
+			}
+		}
+		return false
+	}
 	now := e.opts.Now()
-	for _, p := range e.opts.Partials {
-		if keep[p.Path] || (e.opts.PartialRetention > 0 && now.Sub(p.ModTime) < e.opts.PartialRetention) {
+	for _, p := range StalePartials(e.opts.Partials, e.rep.Plan) {
+		young := e.opts.PartialRetention > 0 && now.Sub(p.ModTime) < e.opts.PartialRetention
+		if young && !underDeleted(p.Path) {
 			continue
 		}
 		err := e.target.Remove(ctx, p.Path)
 		switch {
 		case err == nil:
-			e.rep.PartialsRemoved++
+			e.count(func(r *Report) { r.PartialsRemoved++ })
 			e.log.Debug("removed stale partial", "path", p.Path)
 		case errors.Is(err, backends.ErrNotExist):
 		default:

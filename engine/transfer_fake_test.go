@@ -1,5 +1,3 @@
-//go:build ferry_standin
-
 package engine
 
 import (
@@ -237,14 +235,5 @@ func (n *noSleep) all() []time.Duration {
 	defer n.mu.Unlock()
 	out := append([]time.Duration(nil), n.delays...)
 	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out
-}
-
-func problemPaths(ps []Problem) []string {
-	var out []string
-	for _, p := range ps {
-		out = append(out, p.Path)
-	}
-	sort.Strings(out)
 	return out
 }

@@ -1,5 +1,3 @@
-//go:build ferry_standin
-
 package engine
 
 import (

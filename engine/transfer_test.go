@@ -1,5 +1,3 @@
-//go:build ferry_standin
-
 package engine
 
 import (
@@ -456,27 +454,34 @@ func TestExecuteStalePartials(t *testing.T) {
 	own := backends.PartialName("d/f", e.Size, e.ModTime)
 	old := backends.PartialName("d/x", 10, now.Add(-time.Hour))
 	young := backends.PartialName("d/y", 10, now)
+	doomed := backends.PartialName("old/z", 10, now)
 	fb := newFake()
 	fb.beforeUpload = func(ctx context.Context, path string, src backends.Source, attempt int) error {
 		return backends.Permanent(errFlaky) // the partial of d/f must stay anyway
 	}
-	for _, p := range []string{own, old, young} {
+	fb.dirs["old"] = true
+	for _, p := range []string{own, old, young, doomed} {
 		fb.files[p] = []byte("partial")
 	}
 	partials := []backends.FileInfo{
 		{Path: own, ModTime: now.Add(-48 * time.Hour)},
 		{Path: old, ModTime: now.Add(-25 * time.Hour)},
 		{Path: young, ModTime: now.Add(-time.Hour)},
+		{Path: doomed, ModTime: now.Add(-time.Hour)},
 	}
-	rep := Execute(context.Background(), Plan{Ops: []Op{uploadOp(e)}}, root, fb, ExecOptions{
+	ops := []Op{uploadOp(e), {Kind: OpDelete, Path: "old", Reason: "extraneous"}}
+	rep := Execute(context.Background(), Plan{Ops: ops}, root, fb, ExecOptions{
 		Partials: partials, Now: func() time.Time { return now },
 	})
-	for p, want := range map[string]bool{own: true, old: false, young: true} {
+	for p, want := range map[string]bool{own: true, old: false, young: true, doomed: false} {
 		if _, ok := fb.content(p); ok != want {
 			t.Errorf("partial %s present = %v, want %v", p, ok, want)
 		}
 	}
-	if rep.PartialsRemoved != 1 {
-		t.Errorf("PartialsRemoved = %d, want 1", rep.PartialsRemoved)
+	if rep.PartialsRemoved != 2 {
+		t.Errorf("PartialsRemoved = %d, want 2", rep.PartialsRemoved)
+	}
+	if fb.dirs["old"] || rep.Deleted != 1 {
+		t.Errorf("directory old holding a young partial was not deleted: %v", rep.Problems)
 	}
 }

@@ -1,0 +1,239 @@
+package engine
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/ferrysync/ferry/backends"
+)
+
+// ErrSourceRoot says the source directory itself is missing, unreadable or
+// not a directory; nothing was planned, so nothing was deleted.
+var ErrSourceRoot = errors.New("source root unusable")
+
+// SyncOptions says what Sync does. Source and Target are required.
+type SyncOptions struct {
+	// Source is the local directory to copy from.
+	Source string
+	// Target is where it goes; Sync does not close it.
+	Target backends.Backend
+	Mode   Mode
+	// Excludes are gitignore-style patterns (see NewFilter); excluded paths
+	// are neither copied nor deleted.
+	Excludes []string
+	// Checksum compares files of equal size by SHA-256 as well.
+	Checksum bool
+	// MaxDelete caps the deletes of one run; a negative value means no cap.
+	MaxDelete int
+	// ModifyWindow is how far two mtimes may differ and count as equal.
+	ModifyWindow time.Duration
+	// DryRun plans and returns the plan without changing anything.
+	DryRun bool
+	// Exec tunes the transfer; its Partials field is filled by Sync.
+	Exec ExecOptions
+	// Logger receives logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Sync makes the target match the source directory: it scans the source,
+// lists the target, hashes equal-size candidates when Checksum is set, plans,
+// and executes the plan (unless DryRun).
+//
+// The error is for failures of the whole run: an unusable source root (wraps
+// ErrSourceRoot), bad exclude patterns, a target that cannot be listed (the
+// backend's class, such as backends.ErrUnreachable or backends.ErrAuth, stays
+// in the chain), or cancellation (ctx.Err()). Failures of single paths do not
+// make an error; they are in the report's Problems. The report is filled as
+// far as the run got. Sync is safe to run concurrently for different
+// targets; on cancel it returns promptly and leaves partial uploads to be
+// resumed.
+func Sync(ctx context.Context, opts SyncOptions) (Report, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Exec.Logger == nil {
+		opts.Exec.Logger = log
+	}
+	start := time.Now()
+	filter, err := NewFilter(opts.Excludes)
+	if err != nil {
+		return Report{}, fmt.Errorf("exclude patterns: %w", err)
+	}
+	if err := checkSourceRoot(opts.Source); err != nil {
+		return Report{}, err
+	}
+	src, scanProblems, err := Scan(ctx, opts.Source, filter, log)
+	if err != nil {
+		if ctx.Err() != nil {
+			return Report{}, ctx.Err()
+		}
+		return Report{}, fmt.Errorf("scan source %s: %w", opts.Source, err)
+	}
+	dst, partials, listProblems, err := ListTarget(ctx, opts.Target, filter, log)
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		return Report{}, ctx.Err()
+	case opts.DryRun && errors.Is(err, backends.ErrNotExist):
+		// A dry run may not create the target root; planned against an
+		// empty target, it shows what a first run would copy.
+		log.Info("target root does not exist yet")
+	default:
+		return Report{}, fmt.Errorf("list target: %w", err)
+	}
+	log.Debug("scanned", "source", len(src), "target", len(dst), "partials", len(partials),
+		"problems", len(scanProblems)+len(listProblems), "took", time.Since(start))
+
+	if opts.Checksum {
+		if err := hashCandidates(ctx, opts.Source, src, dst, opts.Target, log); err != nil {
+			return Report{}, err
+		}
+	}
+	_, symlinks := backends.As[backends.Symlinker](opts.Target)
+	_, chmod := backends.As[backends.Chmoder](opts.Target)
+	plan := MakePlan(src, dst, PlanOptions{
+		Mode:         opts.Mode,
+		Checksum:     opts.Checksum,
+		MaxDelete:    opts.MaxDelete,
+		ModifyWindow: opts.ModifyWindow,
+		Symlinks:     symlinks,
+		Filter:       filter,
+		Incomplete:   len(scanProblems)+len(listProblems) > 0,
+		IgnoreModes:  !chmod,
+	})
+
+	var rep Report
+	if opts.DryRun {
+		rep = Report{Plan: plan, Skipped: plan.Skipped, DeletesRefused: plan.DeletesRefused}
+	} else {
+		exec := opts.Exec
+		exec.Partials = partials
+		rep = Execute(ctx, plan, opts.Source, opts.Target, exec)
+	}
+	rep.Problems = append(append(append([]Problem(nil), scanProblems...), listProblems...), rep.Problems...)
+	for _, e := range src {
+		if e.IsRegular() {
+			rep.SourceFiles++
+			rep.SourceBytes += e.Size
+		}
+	}
+	rep.Duration = time.Since(start)
+	return rep, rep.Err
+}
+
+// checkSourceRoot refuses a source root that is missing, not a directory or
+// unreadable, before anything is planned: an empty scan of a missing root
+// must never turn into deleting the whole target.
+func checkSourceRoot(root string) error {
+	fi, err := os.Stat(root)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return fmt.Errorf("source %s: no such directory: %w", root, ErrSourceRoot)
+	case err != nil:
+		return fmt.Errorf("source %s: %w: %w", root, ErrSourceRoot, err)
+	case !fi.IsDir():
+		return fmt.Errorf("source %s: not a directory: %w", root, ErrSourceRoot)
+	}
+	f, err := os.Open(root)
+	if err == nil {
+		_, err = f.Readdirnames(1)
+		f.Close()
+		if err == io.EOF {
+			err = nil
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("source %s: cannot read: %w: %w", root, ErrSourceRoot, err)
+	}
+	return nil
+}
+
+// hashCandidates fills Hash on source and target entries that a checksum
+// comparison needs: regular files present on both sides with the same size
+// (files of different sizes differ anyway). A hash that cannot be computed is
+// left empty and logged, and the planner treats the pair as different. Only
+// cancellation is returned as an error.
+func hashCandidates(ctx context.Context, root string, src, dst []backends.FileInfo, target backends.Backend, log *slog.Logger) error {
+	byPath := make(map[string]int, len(dst))
+	for i, d := range dst {
+		byPath[d.Path] = i
+	}
+	type pair struct{ s, d int }
+	var work []pair
+	for i, s := range src {
+		j, ok := byPath[s.Path]
+		if ok && s.IsRegular() && dst[j].IsRegular() && s.Size == dst[j].Size {
+			work = append(work, pair{i, j})
+		}
+	}
+	const workers = 8
+	ch := make(chan pair)
+	var wg sync.WaitGroup
+	for range min(workers, len(work)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for p := range ch {
+				s, err := hashLocal(ctx, filepath.Join(root, filepath.FromSlash(src[p.s].Path)))
+				if err != nil {
+					log.Warn("checksum of source failed", "path", src[p.s].Path, "err", err)
+					continue
+				}
+				if dst[p.d].Hash == "" {
+					d, how, err := backends.Hash(ctx, target, dst[p.d].Path)
+					if err != nil {
+						log.Warn("checksum of target failed", "path", dst[p.d].Path, "err", err)
+						continue
+					}
+					log.Debug("hashed", "path", dst[p.d].Path, "how", how)
+					dst[p.d].Hash = d
+				}
+				src[p.s].Hash = s
+			}
+		}()
+	}
+	for _, p := range work {
+		if ctx.Err() != nil {
+			break
+		}
+		ch <- p
+	}
+	close(ch)
+	wg.Wait()
+	return ctx.Err()
+}
+
+// hashLocal returns the hex SHA-256 of a local file.
+func hashLocal(ctx context.Context, path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	buf := make([]byte, 256<<10)
+	for {
+		if err := ctx.Err(); err != nil {
+			return "", err
+		}
+		n, err := f.Read(buf)
+		h.Write(buf[:n])
+		if err == io.EOF {
+			return hex.EncodeToString(h.Sum(nil)), nil
+		}
+		if err != nil {
+			return "", fmt.Errorf("read %s: %w", path, err)
+		}
+	}
+}
