@@ -411,8 +411,8 @@ func (pl *planner) update(s, d *backends.FileInfo, dels *[]Op) bool {
 	case pl.opts.Mode != Mirror:
 		return leave(fmt.Errorf("%w: %s in source, %s on target: left as is in %s mode", ErrTypeConflict, ks, kd, pl.opts.Mode))
 	}
+	mark := len(pl.typeDeletes)
 	if kd == kindDir {
-		mark := len(pl.typeDeletes)
 		if gone, _ := pl.children(d.Path, false, true, &pl.typeDeletes); !gone {
 			// Excluded entries keep the directory, so the source entry
 			// cannot take its place; what could go still goes, as ordinary
@@ -425,6 +425,9 @@ func (pl *planner) update(s, d *backends.FileInfo, dels *[]Op) bool {
 			pl.skip(s.Path, fmt.Errorf("%w: %s in source, directory with excluded entries on target: left as is", ErrTypeConflict, ks))
 			return len(moved) > 0
 		}
+	}
+	for k := mark; k < len(pl.typeDeletes); k++ {
+		pl.typeDeletes[k].Reason = "type"
 	}
 	pl.typeDeletes = append(pl.typeDeletes, Op{Kind: OpDelete, Path: d.Path, Dst: d, Reason: "type"})
 	pl.typePaths = append(pl.typePaths, s.Path)
