@@ -23,6 +23,8 @@ type pollStat struct {
 type pollReq struct {
 	rel      string
 	announce bool
+	base     map[string]pollStat // taken when asked, without announce
+	baseOK   bool
 }
 
 // poller walks subtrees that have no inotify watches and reports the paths
@@ -51,11 +53,17 @@ func newPoller(root string, every time.Duration, ignore func(string, bool) bool,
 	}
 }
 
-// add asks for rel's subtree to be polled; with announce every path in it is
-// reported by the first walk. Safe from any goroutine; never blocks.
+// add asks for rel's subtree to be polled. With announce every path in it
+// is reported by the first walk; without, the first walk is taken here and
+// now, so that every change after add returns is reported. Safe from any
+// goroutine; blocks only for that walk.
 func (p *poller) add(rel string, announce bool) {
+	req := pollReq{rel: rel, announce: announce}
+	if !announce {
+		req.base, req.baseOK = p.scan(rel)
+	}
 	p.mu.Lock()
-	p.reqs = append(p.reqs, pollReq{rel, announce})
+	p.reqs = append(p.reqs, req)
 	p.n++
 	p.mu.Unlock()
 	select {
@@ -121,10 +129,15 @@ func (p *poller) takeRequests() []string {
 				delete(p.roots, old)
 			}
 		}
-		snap, ok := p.scan(r.rel)
+		snap, ok := r.base, r.baseOK
+		if r.announce {
+			snap, ok = p.scan(r.rel)
+		}
 		if !ok {
 			changed = append(changed, r.rel)
-			continue
+			if r.rel != "" { // the root stays polled so its return is noticed
+				continue
+			}
 		}
 		p.roots[r.rel] = snap
 		if r.announce {
