@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"path/filepath"
@@ -225,7 +226,11 @@ func (d *decoder) size(n *yaml.Node, key string, lo, hi int64) (int64, bool) {
 	}
 	v, err := ParseSize(s.val)
 	if err != nil {
-		d.errorf(n, key, "%s is not a size (e.g. 4096, 32K, 1MiB)", s.show())
+		if errors.Is(err, errNotSize) {
+			d.errorf(n, key, "%s is not a size (e.g. 4096, 32K, 1MiB)", s.show())
+		} else {
+			d.errorf(n, key, "%s is not a size: %v", s.show(), err)
+		}
 		return 0, false
 	}
 	if v < lo || v > hi {

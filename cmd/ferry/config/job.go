@@ -120,6 +120,7 @@ func (d *decoder) job(n *yaml.Node, prefix string, defaults targetSpec) *Job {
 				}
 				j.Source, _ = d.localPath(p.value, key, s)
 				j.sourcePos = posOf(resolve(p.value))
+				j.sourceRaw = s
 			}
 		case "mode":
 			if m, ok := d.enum(p.value, key, "mirror", "backup"); ok {
@@ -286,9 +287,20 @@ func (d *decoder) patterns(n *yaml.Node, key string) ([]string, bool) {
 			ok = false
 			continue
 		}
-		core := strings.TrimSuffix(strings.TrimPrefix(strings.TrimPrefix(p, "!"), "/"), "/")
-		if core == "" || !doublestar.ValidatePattern(core) {
-			d.errorf(it, k, "%q is not a valid pattern", p)
+		// The same rules as the engine's filter, so a file that loads never
+		// fails later on a pattern.
+		core := strings.TrimLeft(strings.TrimRight(strings.TrimPrefix(p, "!"), "/"), "/")
+		switch {
+		case core == "":
+			d.errorf(it, k, "%q matches no name", p)
+			ok = false
+			continue
+		case strings.Contains(core, "//"):
+			d.errorf(it, k, "%q has an empty path element", p)
+			ok = false
+			continue
+		case !doublestar.ValidatePattern(core):
+			d.errorf(it, k, "%q is not a valid pattern (unclosed [ or {, or trailing \\)", p)
 			ok = false
 			continue
 		}

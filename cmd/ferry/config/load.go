@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -131,25 +130,53 @@ func (d *decoder) document(data []byte) (root *yaml.Node, ok bool) {
 	return root, true
 }
 
-// syntaxError turns a YAML parser error into an Error with its line. The
-// parser gives no column, so Column stays 0.
+// syntaxError turns a YAML parser error into an Error. The parser names the
+// line where the enclosing block began (and counts it from 0 for some
+// errors), not the line of the problem; the first prefix of the file that
+// fails to parse ends at the problem, so that line is reported. The parser
+// gives no column, so Column stays 0.
 func (d *decoder) syntaxError(data []byte, err error) {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
-	line := 1
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
-		if n, err := strconv.Atoi(m[1]); err == nil && n > 0 {
-			line = n
-		}
 		msg = m[2]
-	} else if a, ok := strings.CutPrefix(msg, "unknown anchor '"); ok {
-		// Point at the alias that names the missing anchor.
-		if name, _, ok := strings.Cut(a, "'"); ok {
-			if i := bytes.Index(data, []byte("*"+name)); i >= 0 {
-				line = 1 + bytes.Count(data[:i], []byte("\n"))
-			}
+	}
+	d.at(position{firstBadLine(data), 0}, "", "YAML syntax: %s", msg)
+}
+
+// firstBadLine returns the 1-based number of the first line whose prefix
+// of the file does not parse; 1 for files too long to search.
+func firstBadLine(data []byte) int {
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	if len(lines) > 2000 {
+		return 1
+	}
+	end := 0
+	for i, l := range lines {
+		end += len(l)
+		if !parses(data[:end]) {
+			return i + 1
 		}
 	}
-	d.at(position{line, 0}, "", "YAML syntax: %s", msg)
+	return 1
+}
+
+func parses(data []byte) (ok bool) {
+	defer func() {
+		if recover() != nil {
+			ok = false
+		}
+	}()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var n yaml.Node
+		err := dec.Decode(&n)
+		if errors.Is(err, io.EOF) {
+			return true
+		}
+		if err != nil {
+			return false
+		}
+	}
 }
 
 // Check is the logic of `ferry check`: it loads the file at path and, when

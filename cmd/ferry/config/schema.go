@@ -58,7 +58,8 @@ package config
 //	name:  required; letters, digits, '.', '_', '-'; unique within its job
 //	type:  local | sftp | s3; required unless url is given
 //	url:   instead of type/user/host/port/path: sftp://user@host:port/path
-//	       (path is taken as written after the host, so /srv/x is absolute),
+//	       (as `ferry sync` reads it: /srv/x is absolute, /~/x is x in the
+//	       login directory, an empty path is the login directory),
 //	       file:///abs/path for local, s3://bucket/prefix for s3. A url may not
 //	       hold a password, and may not be combined with the keys it sets.
 //	path:  local: the target directory (required); sftp: the remote
@@ -90,9 +91,9 @@ package config
 //	keepalive:            interval of keepalive probes (default 15s; 0 disables)
 //	keepalive_max_missed: missed probes before the connection is declared dead
 //	                      and re-made (default 3, at least 1)
-//	chunk_size:           size of each write request (default 32K, at most 64M)
+//	chunk_size:           size of each write request (default 32K, at most 255K)
 //	requests_in_flight:   write requests outstanding per file (default 64)
-//	connections:          SSH connections to this host (default 1)
+//	connections:          SSH connections to this host (default 3)
 //
 //	s3 only:
 //	bucket:            required
@@ -112,6 +113,8 @@ import (
 
 	"github.com/robfig/cron/v3"
 	"gopkg.in/yaml.v3"
+
+	"github.com/ferrysync/ferry/backends/sftp"
 )
 
 // Mode is what a job does with files the source lacks.
@@ -150,13 +153,13 @@ const NoLimit = -1
 const (
 	DefaultTransfers          = 4
 	DefaultRetries            = 5
-	DefaultKeepalive          = 15 * time.Second
-	DefaultKeepaliveMaxMissed = 3
-	DefaultChunkSize          = 32 << 10
-	DefaultRequestsInFlight   = 64
-	DefaultConnections        = 1
+	DefaultKeepalive          = sftp.DefaultKeepaliveInterval
+	DefaultKeepaliveMaxMissed = sftp.DefaultKeepaliveMaxMissed
+	DefaultChunkSize          = sftp.DefaultChunkSize
+	DefaultRequestsInFlight   = sftp.DefaultRequestsInFlight
+	DefaultConnections        = sftp.DefaultConnections
 	DefaultBackupDir          = ".ferry-versions"
-	maxChunkSize              = 64 << 20
+	maxChunkSize              = 255 << 10 // the SFTP target refuses larger requests
 )
 
 // Config is a loaded ferry.yaml with every default applied.
@@ -184,6 +187,7 @@ type Job struct {
 	Line      int // line of the job in the file, for messages at run time
 
 	sourcePos position
+	sourceRaw string
 	nameNode  *yaml.Node
 }
 

@@ -4,11 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/ferrysync/ferry/backends/sftp"
 )
 
 // setter applies one decoded key to a target. Targets are built by replaying
@@ -183,6 +184,15 @@ func (d *decoder) targetURL(n *yaml.Node, path string) []setter {
 		return nil
 	}
 	node := resolve(n)
+	// Refuse a password before anything else looks at the text, so no
+	// message can carry it.
+	if _, rest, ok := strings.Cut(s.val, "://"); ok {
+		authority, _, _ := strings.Cut(rest, "/")
+		if i := strings.LastIndexByte(authority, '@'); i >= 0 && strings.Contains(authority[:i], ":") {
+			d.errorf(n, path, "must not hold a password: use password_file, or password: ${VAR}")
+			return nil
+		}
+	}
 	u, err := url.Parse(s.val)
 	if err != nil {
 		var ue *url.Error
@@ -192,37 +202,28 @@ func (d *decoder) targetURL(n *yaml.Node, path string) []setter {
 		d.errorf(n, path, "is not a valid URL: %v", err)
 		return nil
 	}
-	if _, hasPass := u.User.Password(); hasPass {
-		d.errorf(n, path, "must not hold a password: use password_file, or password: ${VAR}")
-		return nil
-	}
 	set := func(key string, apply func(*Target)) setter { return setter{key, node, path, apply} }
 	var out []setter
 	switch u.Scheme {
 	case "sftp":
-		if u.Hostname() == "" {
-			d.errorf(n, path, "has no host (sftp://user@host:port/path)")
-			return nil
-		}
-		if u.Path == "" {
-			d.errorf(n, path, "has no path (sftp://user@host:port/path)")
-			return nil
-		}
-		host, p := u.Hostname(), u.Path
-		out = append(out, set("type", func(t *Target) { t.Type = SFTP }),
-			set("host", func(t *Target) { t.Host = host }),
-			set("path", func(t *Target) { t.Path = p }))
-		if u.User != nil {
-			user := u.User.Username()
-			out = append(out, set("user", func(t *Target) { t.User = user }))
-		}
-		if ps := u.Port(); ps != "" {
-			port, err := strconv.Atoi(ps)
-			if err != nil || port < 1 || port > 65535 {
-				d.errorf(n, path, "port %q is out of range (1 to 65535)", ps)
-				return nil
+		st, err := sftp.ParseURL(s.val)
+		if err != nil {
+			// ParseURL quotes the URL first; the reason is what helps.
+			msg := err.Error()
+			if i := strings.Index(msg, "\": "); i >= 0 {
+				msg = msg[i+3:]
 			}
-			out = append(out, set("port", func(t *Target) { t.Port = port }))
+			d.errorf(n, path, "is not a valid sftp URL (sftp://user@host:port/path): %s", msg)
+			return nil
+		}
+		out = append(out, set("type", func(t *Target) { t.Type = SFTP }),
+			set("host", func(t *Target) { t.Host = st.Host }),
+			set("path", func(t *Target) { t.Path = st.Path }))
+		if st.User != "" {
+			out = append(out, set("user", func(t *Target) { t.User = st.User }))
+		}
+		if st.Port != 0 {
+			out = append(out, set("port", func(t *Target) { t.Port = st.Port }))
 		}
 	case "file":
 		if u.Host != "" && u.Host != "localhost" {
@@ -269,7 +270,11 @@ func (d *decoder) buildTarget(defaults, spec targetSpec) *Target {
 		d.errorf(spec.node, prefix, "missing required key \"name\"")
 	}
 	if t.Type == "" {
-		if _, ok := origin["type"]; !ok {
+		// A type or url that was written but wrong has its own message.
+		_, ownType := spec.own["type"]
+		_, ownURL := spec.own["url"]
+		_, defType := defaults.own["type"]
+		if !ownType && !ownURL && !defType {
 			d.errorf(spec.node, prefix, "missing required key \"type\" (local, sftp or s3), or a url")
 		}
 		return &t
@@ -283,7 +288,7 @@ func (d *decoder) buildTarget(defaults, spec targetSpec) *Target {
 	}
 	require := func(key string, has bool) {
 		if !has {
-			d.errorf(spec.node, prefix, "missing required key %q for a %s target", key, t.Type)
+			d.errorf(spec.node, prefix, "missing required key %q (%s targets need it)", key, t.Type)
 		}
 	}
 	switch t.Type {

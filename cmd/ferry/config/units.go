@@ -12,6 +12,8 @@ import (
 // The units parsers are exported so that command-line flags (--bwlimit,
 // --chunk-size) read the same syntax as the file.
 
+var errNotSize = errors.New("not a size (e.g. 4096, 32K, 1MiB)")
+
 var sizeUnits = map[string]float64{
 	"": 1, "b": 1,
 	"k": 1 << 10, "kib": 1 << 10, "kb": 1e3,
@@ -33,11 +35,11 @@ func ParseSize(s string) (int64, error) {
 	num, unit := s[:i], strings.ToLower(strings.TrimPrefix(s[i:], " "))
 	mult, ok := sizeUnits[unit]
 	if num == "" || !ok {
-		return 0, errors.New("not a size")
+		return 0, errNotSize
 	}
 	f, err := strconv.ParseFloat(num, 64)
 	if err != nil {
-		return 0, errors.New("not a size")
+		return 0, errNotSize
 	}
 	v := f * mult
 	if v >= math.MaxInt64 {

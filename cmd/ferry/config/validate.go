@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -21,16 +22,20 @@ func (d *decoder) checkSources(c *Config) {
 			continue
 		}
 		key := jobKey(i, "source")
+		shown := j.Source
+		if j.sourceRaw != j.Source {
+			shown = fmt.Sprintf("%s (%s)", j.sourceRaw, j.Source)
+		}
 		fi, err := os.Stat(j.Source)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
-			d.at(j.sourcePos, key, "%s does not exist", j.Source)
+			d.at(j.sourcePos, key, "%s does not exist", shown)
 			continue
 		case err != nil:
 			d.at(j.sourcePos, key, "%v", err)
 			continue
 		case !fi.IsDir():
-			d.at(j.sourcePos, key, "%s is not a directory", j.Source)
+			d.at(j.sourcePos, key, "%s is not a directory", shown)
 			continue
 		}
 		src := realPath(j.Source)
