@@ -87,6 +87,7 @@ const testSecret = "hunter2"
 // resolved settings must match NAME.golden, and every testdata/bad/*.yaml,
 // which must fail with exactly the messages in NAME.golden.
 func TestGolden(t *testing.T) {
+	f := newFixture(t) // read-only, so the cases share it
 	for _, dir := range []string{"good", "bad"} {
 		files, err := filepath.Glob(filepath.Join("testdata", dir, "*.yaml"))
 		if err != nil {
@@ -99,7 +100,6 @@ func TestGolden(t *testing.T) {
 		for _, file := range files {
 			name := strings.TrimSuffix(filepath.Base(file), ".yaml")
 			t.Run(dir+"/"+name, func(t *testing.T) {
-				f := newFixture(t)
 				data, err := os.ReadFile(file)
 				if err != nil {
 					t.Fatal(err)

@@ -266,7 +266,7 @@ func (d *decoder) buildTarget(defaults, spec targetSpec) *Target {
 	}
 	t.Line = posOf(spec.node).line
 	prefix := spec.prefix
-	if _, ok := origin["name"]; !ok {
+	if _, ok := spec.own["name"]; !ok {
 		d.errorf(spec.node, prefix, "missing required key \"name\"")
 	}
 	if t.Type == "" {
