@@ -1,0 +1,246 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ferrysync/ferry/engine"
+)
+
+// syncFlags are the flags of `ferry sync`.
+type syncFlags struct {
+	mode      string
+	excludes  []string
+	checksum  bool
+	maxDelete int
+	transfers int
+	retries   int
+	bwlimit   string
+	fsync     bool
+	dryRun    bool
+	progress  bool
+	// progressEvery is the interval of progress log lines off a terminal.
+	progressEvery time.Duration
+}
+
+func newSyncCmd(g *globalOptions) *cobra.Command {
+	f := syncFlags{progressEvery: 5 * time.Second}
+	cmd := &cobra.Command{
+		Use:   "sync [flags] SOURCE TARGET",
+		Short: "Make TARGET a copy of the local directory SOURCE",
+		Long: `Copy new and changed files from the local directory SOURCE to TARGET.
+In mirror mode (the default) files TARGET has and SOURCE lacks are deleted;
+in backup mode nothing is ever deleted.
+
+TARGET is a local directory (created if its parent exists) or a URL.`,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) != 2 {
+				return usageError(fmt.Errorf("sync takes SOURCE and TARGET, got %d arguments", len(args)))
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runSync(cmd.Context(), g, &f, args[0], args[1], cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.mode, "mode", "mirror", "mirror (delete what the source lacks) or backup (never delete)")
+	fl.StringArrayVar(&f.excludes, "exclude", nil, "skip paths matching a gitignore-style `pattern` (repeatable)")
+	fl.BoolVar(&f.checksum, "checksum", false, "compare files of equal size by SHA-256, not only size and mtime")
+	fl.IntVar(&f.maxDelete, "max-delete", -1, "refuse to delete more than `N` entries in one run (-1: no cap)")
+	fl.IntVar(&f.transfers, "transfers", engine.DefaultTransfers, "large files uploaded in parallel")
+	fl.IntVar(&f.retries, "retries", engine.DefaultRetries, "retries of a failed file before giving up on it")
+	fl.StringVar(&f.bwlimit, "bwlimit", "0", "cap the bandwidth at `rate` bytes/s (500K, 10M, 1.5MiB/s; 0: none)")
+	fl.BoolVar(&f.fsync, "fsync", true, "make each upload durable before it is published (local targets)")
+	fl.BoolVar(&f.dryRun, "dry-run", false, "print the plan, one operation per line, and change nothing")
+	fl.BoolVar(&f.progress, "progress", false, "show progress (a bar on a terminal, log lines otherwise)")
+	fl.DurationVar(&f.progressEvery, "progress-interval", f.progressEvery, "time between progress log lines off a terminal")
+	_ = fl.MarkHidden("progress-interval")
+	return cmd
+}
+
+// syncSetup is what the flags resolve to before anything runs.
+type syncSetup struct {
+	mode    engine.Mode
+	bwlimit int64
+	retries int
+}
+
+func (f *syncFlags) validate() (syncSetup, error) {
+	var s syncSetup
+	var err error
+	if s.mode, err = engine.ParseMode(f.mode); err != nil {
+		return s, usageError(fmt.Errorf("--mode: %w", err))
+	}
+	if s.bwlimit, err = parseRate(f.bwlimit); err != nil {
+		return s, usageError(fmt.Errorf("--bwlimit %q: %w", f.bwlimit, err))
+	}
+	if f.transfers < 1 {
+		return s, usageError(fmt.Errorf("--transfers %d: want at least 1", f.transfers))
+	}
+	switch {
+	case f.retries < 0:
+		return s, usageError(fmt.Errorf("--retries %d: want 0 or more", f.retries))
+	case f.retries == 0:
+		s.retries = -1 // the engine reads 0 as its default
+	default:
+		s.retries = f.retries
+	}
+	if f.progressEvery <= 0 {
+		return s, usageError(fmt.Errorf("--progress-interval %v: want a positive duration", f.progressEvery))
+	}
+	if f.maxDelete < -1 {
+		return s, usageError(fmt.Errorf("--max-delete %d: want -1 (no cap) or more", f.maxDelete))
+	}
+	if _, err := engine.NewFilter(f.excludes); err != nil {
+		return s, usageError(fmt.Errorf("--exclude: %w", err))
+	}
+	return s, nil
+}
+
+func runSync(ctx context.Context, g *globalOptions, f *syncFlags, source, target string, stdout, stderr io.Writer) error {
+	setup, err := f.validate()
+	if err != nil {
+		return err
+	}
+	logw := &switchWriter{w: stderr}
+	log, err := newLogger(g, logw)
+	if err != nil {
+		return err
+	}
+	if fi, err := os.Stat(source); err != nil || !fi.IsDir() {
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return usageErrorf("source %s: no such directory", source)
+		case err != nil:
+			return usageErrorf("source %s: %v", source, err)
+		}
+		return usageErrorf("source %s: not a directory", source)
+	}
+	if dir, ok := localTargetPath(target); ok {
+		if err := checkNesting(source, dir); err != nil {
+			return err
+		}
+	}
+	b, err := openTarget(ctx, target, targetOptions{fsync: f.fsync, dryRun: f.dryRun, logger: log})
+	if err != nil {
+		var e *exitError
+		if errors.As(err, &e) || exitCode(err) == exitUnreachable {
+			return err
+		}
+		return &exitError{code: exitUsage, err: err}
+	}
+	defer b.Close()
+
+	counter := &engine.Counter{}
+	opts := engine.SyncOptions{
+		Source:    source,
+		Target:    b,
+		Mode:      setup.mode,
+		Excludes:  f.excludes,
+		Checksum:  f.checksum,
+		MaxDelete: f.maxDelete,
+		DryRun:    f.dryRun,
+		Logger:    log,
+		Exec: engine.ExecOptions{
+			Transfers: f.transfers,
+			Retries:   setup.retries,
+			BWLimit:   setup.bwlimit,
+			Progress:  counter,
+			Logger:    log,
+		},
+	}
+	stop := func() {}
+	if f.progress && !f.dryRun && !g.quiet {
+		stop = showProgress(counter, stderr, logw, log, f.progressEvery)
+	}
+	rep, err := engine.Sync(ctx, opts)
+	stop()
+	if f.dryRun && err == nil {
+		for _, op := range rep.Plan.Ops {
+			fmt.Fprintln(stdout, op)
+		}
+	}
+	if err != nil {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			if !g.quiet {
+				printSummary(stdout, &rep, f.dryRun)
+			}
+			return fmt.Errorf("interrupted: %w; partial uploads are kept and resumed by the next run", err)
+		}
+		return err
+	}
+	if g.quiet {
+		for _, p := range rep.Problems {
+			fmt.Fprintf(stderr, "ferry: %s\n", oneLine(p))
+		}
+	} else {
+		printSummary(stdout, &rep, f.dryRun)
+	}
+	return reportError(&rep)
+}
+
+// reportError turns a report's failures into the run's error (exit 1).
+func reportError(rep *engine.Report) error {
+	var msgs []string
+	if n := len(rep.Problems); n > 0 {
+		msgs = append(msgs, fmt.Sprintf("%d %s failed", n, plural(n, "path", "paths")))
+	}
+	if rep.DeletesRefused != nil {
+		msgs = append(msgs, fmt.Sprintf("deletes refused: %v", rep.DeletesRefused))
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	msg := msgs[0]
+	if len(msgs) > 1 {
+		msg += "; " + msgs[1]
+	}
+	return &exitError{code: exitFailed, err: errors.New(msg)}
+}
+
+func printSummary(w io.Writer, rep *engine.Report, dryRun bool) {
+	if dryRun {
+		var up, del int
+		var bytes int64
+		for _, op := range rep.Plan.Ops {
+			switch op.Kind {
+			case engine.OpUpload:
+				up++
+				bytes += op.Src.Size
+			case engine.OpDelete:
+				del++
+			}
+		}
+		fmt.Fprintf(w, "dry run: would copy %d %s (%s), delete %d; nothing changed\n",
+			up, plural(up, "file", "files"), formatBytes(bytes), del)
+		return
+	}
+	resumed := ""
+	if rep.ResumedBytes > 0 {
+		resumed = fmt.Sprintf(", %s resumed", formatBytes(rep.ResumedBytes))
+	}
+	fmt.Fprintf(w, "copied %d %s (%s%s), deleted %d, failed %d, in %s\n",
+		rep.Uploaded, plural(rep.Uploaded, "file", "files"), formatBytes(rep.UploadedBytes), resumed,
+		rep.Deleted, len(rep.Problems), rep.Duration.Round(time.Millisecond))
+	if n := len(rep.Skipped); n > 0 {
+		fmt.Fprintf(w, "skipped %d %s (see the warnings above)\n", n, plural(n, "path", "paths"))
+	}
+	if n := len(rep.Vanished); n > 0 {
+		fmt.Fprintf(w, "%d source %s vanished during the run\n", n, plural(n, "file", "files"))
+	}
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}

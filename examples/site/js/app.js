@@ -1,0 +1,3 @@
+document.addEventListener("DOMContentLoaded", () => {
+  document.title += " (loaded)";
+});
