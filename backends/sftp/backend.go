@@ -31,6 +31,8 @@ type Backend struct {
 	closed    atomic.Bool
 	closeOnce sync.Once
 
+	splitAt int64 // uploads with this much left to send use two connections
+
 	hashMu    sync.Mutex
 	hashState int // 0 unknown, 1 sha256sum works, 2 it does not
 }
@@ -50,7 +52,8 @@ func Dial(ctx context.Context, cfg Config) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sftp %s: %w: %w", r.addr, backends.ErrAuth, err)
 	}
-	b := &Backend{cfg: r, hk: hk, log: r.Logger, root: path.Clean(r.Root), slots: make([]slot, r.Connections)}
+	b := &Backend{cfg: r, hk: hk, log: r.Logger, root: path.Clean(r.Root),
+		slots: make([]slot, r.Connections), splitAt: splitThreshold}
 	c, err := b.connAt(ctx, 0)
 	if err != nil {
 		return nil, fmt.Errorf("sftp %s: %w", r.addr, err)
@@ -277,6 +280,9 @@ func (b *Backend) replace(c *conn, from, to string) error {
 // with ErrUnsupported: SFTP would set the time of what it points to. See
 // backends.Backend.
 func (b *Backend) SetModTime(ctx context.Context, p string, t time.Time) error {
+	if err := checkTime(t); err != nil {
+		return fmt.Errorf("set mtime %s: %w", p, err)
+	}
 	return b.do(ctx, "set mtime", p, func(c *conn) error {
 		full, err := b.notLink(c, p)
 		if err != nil {

@@ -101,6 +101,11 @@ func (b *Backend) dial(ctx context.Context, id int) (*conn, error) {
 		User: r.User,
 		Auth: methods,
 		HostKeyCallback: func(h string, a net.Addr, k ssh.PublicKey) error {
+			if _, ok := a.(*net.TCPAddr); !ok {
+				// A custom Dial (a proxy, a pipe) has no meaningful remote
+				// address; the key is checked against the name dialled.
+				a = dialledAddr(r.addr)
+			}
 			err := check(h, a, k)
 			hostOK = err == nil
 			return err
@@ -224,6 +229,13 @@ func (b *Backend) keepalive(c *conn) {
 		}()
 	}
 }
+
+// dialledAddr is the address a connection was asked for, standing in for
+// the remote address of a transport that has none.
+type dialledAddr string
+
+func (a dialledAddr) Network() string { return "tcp" }
+func (a dialledAddr) String() string  { return string(a) }
 
 // isNetErr reports whether err comes from the transport rather than the peer's
 // answer: the handshake or session broke off.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path"
 	"time"
@@ -17,9 +18,9 @@ import (
 	"github.com/pkg/sftp"
 )
 
-// splitThreshold is the remaining size from which one file is written over
-// two connections at once: below it the second connection's setup costs
-// more than the extra stream gains.
+// splitThreshold is the default remaining size from which one file is
+// written over two connections at once: below it the second stream gains
+// little over one with a full window.
 const splitThreshold = 64 << 20
 
 // Upload publishes src at p atomically through a resumable partial file.
@@ -37,6 +38,9 @@ func (b *Backend) Upload(ctx context.Context, p string, src backends.Source) (ba
 	}
 	if p == "" {
 		return res, fmt.Errorf("upload: the target root: %w", backends.ErrUnsafePath)
+	}
+	if err := checkTime(src.ModTime()); err != nil {
+		return res, fmt.Errorf("upload %s: %w", p, err)
 	}
 	c, err := b.get(ctx)
 	if err != nil {
@@ -96,7 +100,7 @@ func (u *upload) run(ctx context.Context, res *backends.UploadResult) error {
 		return first
 	}
 	defer closeAll()
-	if src.Size()-res.Resumed >= splitThreshold && len(b.slots) > 1 {
+	if src.Size()-res.Resumed >= b.splitAt && len(b.slots) > 1 {
 		if c2, f2 := u.second(ctx); f2 != nil {
 			files, conns = append(files, f2), append(conns, c2)
 		}
@@ -219,7 +223,22 @@ func (u *upload) publish(ctx context.Context, res *backends.UploadResult) error 
 	if err := c.sftp.Chtimes(u.partial, mt, mt); err != nil {
 		return err
 	}
-	return b.replace(c, u.partial, u.final)
+	if err := b.replace(c, u.partial, u.final); err != nil {
+		if fi, serr := c.sftp.Lstat(u.final); serr == nil && fi.IsDir() {
+			return backends.Permanent(fmt.Errorf("%s is a directory: %w", u.final, err))
+		}
+		return err
+	}
+	return nil
+}
+
+// checkTime refuses mtimes that SFTP version 3 cannot carry: it sends
+// seconds as an unsigned 32-bit number.
+func checkTime(t time.Time) error {
+	if s := t.Unix(); s < 0 || s > math.MaxUint32 {
+		return fmt.Errorf("mtime %s is outside what SFTP can store (1970 to 2106): %w", t.UTC().Format(time.RFC3339), backends.ErrUnsupported)
+	}
+	return nil
 }
 
 // mismatch drops a partial whose content proved wrong, so the retry starts

@@ -1,0 +1,188 @@
+package sftp
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/ferrysync/ferry/backends"
+)
+
+// proxied returns a config whose connections run through a new proxy.
+func proxied(t *testing.T, e *env) (Config, *proxy) {
+	p := newProxy(t, e.srv.addr)
+	cfg := e.config()
+	cfg.Dial = p.dial
+	return cfg, p
+}
+
+func TestKeepaliveDetectsDeadLinkAndReconnects(t *testing.T) {
+	e := newEnv(t, serverOpts{})
+	cfg, p := proxied(t, e)
+	cfg.KeepaliveInterval = 100 * time.Millisecond
+	cfg.KeepaliveMaxMissed = 3
+	cfg.Connections = 1
+	b := dial(t, cfg)
+	ctx := context.Background()
+	c, err := b.get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An idle but healthy connection is kept, not dropped.
+	time.Sleep(500 * time.Millisecond)
+	if !c.alive() {
+		t.Fatalf("idle connection died: %s", c.reason())
+	}
+	p.pause()
+	start := time.Now()
+	// A call on the black-holed link blocks until the keepalive gives up.
+	_, err = b.Stat(ctx, "")
+	took := time.Since(start)
+	wantErr(t, err, backends.ErrUnreachable)
+	if backends.IsPermanent(err) {
+		t.Errorf("lost connection should be retryable: %v", err)
+	}
+	if limit := 300*time.Millisecond + 500*time.Millisecond; took > limit {
+		t.Errorf("dead link detected after %v, want within interval x misses + slack = %v", took, limit)
+	}
+	select {
+	case <-c.dead:
+	default:
+		t.Fatal("connection not declared dead")
+	}
+	if _, err := b.Stat(ctx, ""); err != nil {
+		t.Fatalf("after reconnect: %v", err)
+	}
+	c2, _ := b.get(ctx)
+	if c2 == c || !c2.alive() {
+		t.Error("no new live connection after the loss")
+	}
+}
+
+func TestResumeAfterCutSendsLittle(t *testing.T) {
+	e := newEnv(t, serverOpts{})
+	cfg, p := proxied(t, e)
+	cfg.Connections = 1
+	b := dial(t, cfg)
+	src := newSource(16<<20, 7)
+	p.cutAt.Store(p.up.Load() + src.Size()/2)
+	_, err := b.Upload(context.Background(), "big.bin", src)
+	wantErr(t, err, backends.ErrUnreachable)
+	if backends.IsPermanent(err) {
+		t.Fatalf("cut upload should be retryable: %v", err)
+	}
+	partial := filepath.Join(e.root, backends.PartialName("big.bin", src.Size(), src.ModTime()))
+	fi, err := os.Stat(partial)
+	if err != nil {
+		t.Fatalf("partial kept after the cut? %v", err)
+	}
+	t.Logf("cut after %d upstream bytes; partial holds %d", p.up.Load(), fi.Size())
+	if _, err := os.Stat(filepath.Join(e.root, "big.bin")); err == nil {
+		t.Fatal("a file was published at the final name after a cut")
+	}
+	before := p.up.Load()
+	res := mustUpload(t, b, "big.bin", src)
+	sent := p.up.Load() - before
+	// The server may still write requests it had buffered when the link was
+	// cut, so the partial can grow after the Stat above: same bytes at the
+	// same offsets, which is harmless.
+	if res.Resumed < src.Size()/3 {
+		t.Errorf("resumed only %d bytes from a partial of %d", res.Resumed, fi.Size())
+	}
+	if res.Resumed+res.Sent != src.Size() {
+		t.Errorf("resumed %d + sent %d != size %d", res.Resumed, res.Sent, src.Size())
+	}
+	if limit := (src.Size()-res.Resumed)*105/100 + 64<<10; sent > limit {
+		t.Errorf("second attempt sent %d wire bytes for %d missing bytes, want at most %d", sent, src.Size()-res.Resumed, limit)
+	}
+	t.Logf("partial %d, resumed %d, second attempt sent %d wire bytes of %d", fi.Size(), res.Resumed, sent, src.Size())
+}
+
+func TestResumeOverGarbageTail(t *testing.T) {
+	e := newEnv(t, serverOpts{})
+	cfg := e.config()
+	b := dial(t, cfg)
+	src := newSource(3<<20, 11)
+	good := int64(2<<20 + 12345)
+	tail := bytes.Repeat([]byte{0xAA}, 100<<10)
+	// What a failed concurrent write leaves: good bytes, then a hole of
+	// zeros and garbage past it, all within the last window.
+	content := append(append([]byte{}, src.data[:good]...), make([]byte, 4096)...)
+	content = append(content, tail...)
+	partial := filepath.Join(e.root, backends.PartialName("f", src.Size(), src.ModTime()))
+	if err := os.WriteFile(partial, content, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res := mustUpload(t, b, "f", src)
+	// The hole's first zero byte may match the source by chance.
+	if res.Resumed < good || res.Resumed > good+4 {
+		t.Errorf("resumed from %d, want the first bad byte %d", res.Resumed, good)
+	}
+	if res.Sent != src.Size()-res.Resumed {
+		t.Errorf("sent %d, want %d", res.Sent, src.Size()-res.Resumed)
+	}
+	// A partial longer than the source is cut back.
+	src2 := newSource(1<<20, 12)
+	partial2 := filepath.Join(e.root, backends.PartialName("g", src2.Size(), src2.ModTime()))
+	os.WriteFile(partial2, append(append([]byte{}, src2.data...), tail...), 0o600)
+	res = mustUpload(t, b, "g", src2)
+	if res.Resumed != src2.Size() || res.Sent != 0 {
+		t.Errorf("overlong partial: %+v", res)
+	}
+}
+
+func TestStallDetectorAbortsUpload(t *testing.T) {
+	e := newEnv(t, serverOpts{})
+	cfg, p := proxied(t, e)
+	cfg.StallTimeout = 300 * time.Millisecond
+	cfg.KeepaliveInterval = time.Hour // only the stall detector may act
+	cfg.Connections = 1
+	b := dial(t, cfg)
+	src := newSource(16<<20, 5)
+	go func() {
+		for p.up.Load() < 4<<20 {
+			time.Sleep(time.Millisecond)
+		}
+		p.pause()
+	}()
+	start := time.Now()
+	_, err := b.Upload(context.Background(), "f", src)
+	took := time.Since(start)
+	if !errors.Is(err, errStalled) {
+		t.Fatalf("error %v, want a stall", err)
+	}
+	wantErr(t, err, backends.ErrUnreachable)
+	if backends.IsPermanent(err) {
+		t.Errorf("stall should be retryable: %v", err)
+	}
+	if took > 5*time.Second {
+		t.Errorf("stall detected after %v", took)
+	}
+	// The next attempt reconnects and resumes; a loaded test machine
+	// (-race) must not trip the detector there.
+	b.cfg.StallTimeout = time.Minute
+	res := mustUpload(t, b, "f", src)
+	if res.Resumed == 0 {
+		t.Error("did not resume after the stall")
+	}
+}
+
+func TestUploadSplitOverTwoConnections(t *testing.T) {
+	e := newEnv(t, serverOpts{})
+	cfg := e.config()
+	cfg.Connections = 2
+	b := dial(t, cfg)
+	b.splitAt = 1 << 20
+	src := newSource(4<<20+17, 13)
+	res := mustUpload(t, b, "big", src)
+	if res.Sent != src.Size() {
+		t.Errorf("sent %d", res.Sent)
+	}
+	if b.slots[1].peek() == nil {
+		t.Error("second connection was not used")
+	}
+}
