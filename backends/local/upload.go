@@ -60,7 +60,19 @@ func (b *Backend) Upload(ctx context.Context, path string, src backends.Source) 
 		return res, backends.Permanent(fmt.Errorf("upload %s: negative source size %d", path, size))
 	}
 	part := backends.PartialName(path, size, src.ModTime())
-	f, resumed, err := b.openPartial(part, src, size)
+	// Work inside the parent directory: every later call then names one
+	// element, which spares os.Root a walk from the top each time.
+	dir, base := backends.Split(path)
+	_, partBase := backends.Split(part)
+	r := b.root
+	if dir != "" {
+		var err error
+		if r, err = b.root.OpenRoot(dir); err != nil {
+			return res, fmt.Errorf("upload %s: %w", path, classify(err))
+		}
+		defer r.Close()
+	}
+	f, resumed, err := b.openPartial(r, partBase, src, size)
 	if err != nil {
 		return res, b.fail(path, part, err)
 	}
@@ -70,16 +82,16 @@ func (b *Backend) Upload(ctx context.Context, path string, src backends.Source) 
 		err = src.Check()
 	}
 	if err == nil {
-		err = b.seal(f, part, src)
+		err = b.seal(r, f, partBase, src)
 	}
 	if err != nil {
 		f.Close()
 		return res, b.fail(path, part, err)
 	}
 	rename := func() error {
-		err := b.root.Rename(part, path)
+		err := r.Rename(partBase, base)
 		if err != nil {
-			if fi, lerr := b.root.Lstat(path); lerr == nil && fi.IsDir() {
+			if fi, lerr := r.Lstat(base); lerr == nil && fi.IsDir() {
 				return backends.Permanent(fmt.Errorf("a directory is in the way: %w", err))
 			}
 		}
@@ -115,8 +127,8 @@ func (b *Backend) fail(path, part string, err error) error {
 // openPartial opens the partial file for writing, locked against other
 // uploads, and returns how many of its leading bytes are kept. A new partial
 // is created 0600, so that nobody reads a file that is not yet published.
-func (b *Backend) openPartial(part string, src backends.Source, size int64) (*os.File, int64, error) {
-	f, err := b.root.OpenFile(part, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+func (b *Backend) openPartial(r *os.Root, part string, src backends.Source, size int64) (*os.File, int64, error) {
+	f, err := r.OpenFile(part, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err == nil {
 		return f, 0, lock(f)
 	}
@@ -125,17 +137,17 @@ func (b *Backend) openPartial(part string, src backends.Source, size int64) (*os
 	}
 	// Left by an earlier attempt. Our partial is a regular file; anything
 	// else under its name is removed rather than followed.
-	if fi, err := b.root.Lstat(part); err == nil && !fi.Mode().IsRegular() {
-		if err := b.root.Remove(part); err != nil {
+	if fi, err := r.Lstat(part); err == nil && !fi.Mode().IsRegular() {
+		if err := r.Remove(part); err != nil {
 			return nil, 0, err
 		}
-		return b.openPartial(part, src, size)
+		return b.openPartial(r, part, src, size)
 	}
-	f, err = b.root.OpenFile(part, os.O_RDWR, 0)
+	f, err = r.OpenFile(part, os.O_RDWR, 0)
 	if errors.Is(err, fs.ErrPermission) {
 		// A failed commit can leave the final, read-only mode on it.
-		if cerr := b.root.Chmod(part, 0o600); cerr == nil {
-			f, err = b.root.OpenFile(part, os.O_RDWR, 0)
+		if cerr := r.Chmod(part, 0o600); cerr == nil {
+			f, err = r.OpenFile(part, os.O_RDWR, 0)
 		}
 	}
 	if err != nil {
@@ -222,7 +234,7 @@ func copyChunks(ctx context.Context, f *os.File, src backends.Source, off, size 
 }
 
 // seal gives the written partial src's mode and mtime and checks its size.
-func (b *Backend) seal(f *os.File, part string, src backends.Source) error {
+func (b *Backend) seal(r *os.Root, f *os.File, part string, src backends.Source) error {
 	fi, err := f.Stat()
 	if err != nil {
 		return err
@@ -234,7 +246,7 @@ func (b *Backend) seal(f *os.File, part string, src backends.Source) error {
 	if err := f.Chmod(src.Mode().Perm()); err != nil {
 		return err
 	}
-	byName := func() error { return b.root.Chtimes(part, src.ModTime(), src.ModTime()) }
+	byName := func() error { return r.Chtimes(part, src.ModTime(), src.ModTime()) }
 	return setFileTimes(f, byName, src.ModTime())
 }
 
