@@ -71,7 +71,10 @@ func TestSymlinkInsideTargetCannotLeadOut(t *testing.T) {
 
 	for _, link := range []string{"abs", "rel"} {
 		calls := map[string]func() error{
-			"Upload":     func() error { _, err := b.Upload(ctx, link+"/new", backendtest.NewBytes([]byte("x"), time.Now())); return err },
+			"Upload": func() error {
+				_, err := b.Upload(ctx, link+"/new", backendtest.NewBytes([]byte("x"), time.Now()))
+				return err
+			},
 			"Mkdir":      func() error { return b.Mkdir(ctx, link+"/newdir/sub") },
 			"RenameInto": func() error { return b.Rename(ctx, "mine", link+"/mine") },
 			"RenameOut":  func() error { return b.Rename(ctx, link+"/secret", "stolen") },
