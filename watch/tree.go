@@ -67,8 +67,9 @@ func (w *Watcher) created(rel string, now time.Time) {
 	if w.ignored(rel, true) {
 		return
 	}
-	// A directory moved here may still be registered under a name it had
-	// before (a rename whose first half we never saw): drop it first.
+	// Already watched: a duplicate Create (the walk of its parent got there
+	// first) or a directory renamed over one we watched. Dropping and
+	// re-adding serves both; it costs a second walk.
 	if w.isWatched(rel) {
 		w.dropTree(rel)
 	}
