@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/bmatcuk/doublestar/v4"
 	"github.com/robfig/cron/v3"
@@ -230,12 +231,29 @@ func (d *decoder) schedule(n *yaml.Node, key string) (Schedule, bool) {
 		}
 		return Schedule{Spec: spec, Every: every}, true
 	}
-	sched, err := cronParser.Parse(spec)
+	sched, err := parseCron(spec)
 	if err != nil {
 		d.errorf(n, key, "%s is neither an interval (1h, 30m) nor a cron expression (\"0 3 * * *\", @daily): %v", s.show(), err)
 		return Schedule{}, false
 	}
+	// Feb 30 parses but never comes; the cron library gives up after five
+	// years and returns the zero time.
+	if sched.Next(time.Now()).IsZero() {
+		d.errorf(n, key, "%s never fires", s.show())
+		return Schedule{}, false
+	}
 	return Schedule{Spec: spec, cron: sched}, true
+}
+
+// parseCron guards the cron parser, which slices out of range on a TZ=
+// prefix with nothing after it.
+func parseCron(spec string) (s cron.Schedule, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s, err = nil, fmt.Errorf("cannot be parsed")
+		}
+	}()
+	return cronParser.Parse(spec)
 }
 
 func (d *decoder) keep(n *yaml.Node, key string) (Keep, bool) {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -137,18 +138,27 @@ func (d *decoder) document(data []byte) (root *yaml.Node, ok bool) {
 // gives no column, so Column stays 0.
 func (d *decoder) syntaxError(data []byte, err error) {
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	line := 0
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		line, _ = strconv.Atoi(m[1])
 		msg = m[2]
 	}
-	d.at(position{firstBadLine(data), 0}, "", "YAML syntax: %s", msg)
+	if l := firstBadLine(data); l > 0 {
+		line = l
+	}
+	d.at(position{max(line, 1), 0}, "", "YAML syntax: %s", msg)
 }
 
 // firstBadLine returns the 1-based number of the first line whose prefix
-// of the file does not parse; 1 for files too long to search.
+// of the file does not parse, or 0 for files too large to search this way
+// (each try parses the prefix again).
 func firstBadLine(data []byte) int {
+	if len(data) > 64<<10 {
+		return 0
+	}
 	lines := bytes.SplitAfter(data, []byte("\n"))
-	if len(lines) > 2000 {
-		return 1
+	if len(lines) > 1000 {
+		return 0
 	}
 	end := 0
 	for i, l := range lines {
@@ -157,7 +167,7 @@ func firstBadLine(data []byte) int {
 			return i + 1
 		}
 	}
-	return 1
+	return 0
 }
 
 func parses(data []byte) (ok bool) {

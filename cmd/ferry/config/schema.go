@@ -14,7 +14,8 @@ package config
 //   - ${VAR} in any value is replaced by the environment variable VAR after
 //     the YAML is parsed (so a value can never add YAML structure); an unset
 //     VAR is an error. $$ is a literal $. A $ not followed by { stays as
-//     written: a password pa$word is read as pa$word.
+//     written: a password pa$word is read as pa$word. In YAML's flow style
+//     ({a: b}, [a, b]) braces are syntax, so quote such values: {path: "${X}"}.
 //   - Relative local paths (source, a local target's path, identity,
 //     known_hosts, password_file, passphrase_file, state_dir) are taken
 //     relative to the directory of the config file; a leading ~/ is $HOME.

@@ -4,9 +4,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"strconv"
 	"strings"
+
+	"github.com/ferrysync/ferry/backends/sftp"
 )
 
 // Secret is a password or key. Every way of printing it (fmt verbs, slog,
@@ -39,14 +40,8 @@ func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 func (t *Target) String() string {
 	switch t.Type {
 	case SFTP:
-		host := t.Host
-		if t.Port != 0 {
-			host = net.JoinHostPort(t.Host, strconv.Itoa(t.Port))
-		}
-		if t.User != "" {
-			host = t.User + "@" + host
-		}
-		return fmt.Sprintf("%s (sftp %s:%s)", t.Name, host, t.Path)
+		u := sftp.Target{User: t.User, Host: t.Host, Port: t.Port, Path: t.Path}
+		return fmt.Sprintf("%s (%s)", t.Name, u)
 	case S3:
 		return fmt.Sprintf("%s (s3 %s/%s)", t.Name, t.Bucket, t.Path)
 	}
