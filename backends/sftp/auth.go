@@ -143,72 +143,80 @@ func existing(files []string) []string {
 	return out
 }
 
-// authMethods loads the key files and asks ssh-agent. The closer releases
-// the agent connection once the handshake is over.
-func authMethods(r *resolved) (methods []ssh.AuthMethod, note string, closer func(), err error) {
-	closer = func() {}
-	var signers []ssh.Signer
+// keys are the parsed identity files of a target, loaded once per Backend
+// (decrypting a key costs a noticeable fraction of a second).
+type keys struct {
+	signers []ssh.Signer
+	// skipped names encrypted keys left to ssh-agent, for the error when
+	// authentication fails.
+	note string
+}
+
+// loadKeys parses the identity files. An encrypted key without a passphrase
+// is skipped when ssh-agent may hold it, and is an error naming the file
+// and where a passphrase comes from when it is the only way in.
+func loadKeys(r *resolved) (*keys, error) {
+	k := &keys{}
 	var skipped []string
-	var agentSigners func() ([]ssh.Signer, error)
-	if sock := os.Getenv("SSH_AUTH_SOCK"); sock != "" {
-		if c, derr := net.Dial("unix", sock); derr == nil {
-			closer = func() { c.Close() }
-			agentSigners = agent.NewClient(c).Signers
-		}
-	}
 	pass := ""
 	if r.PassphraseEnv != "" {
 		pass = os.Getenv(r.PassphraseEnv)
 	}
 	for _, f := range r.identities {
-		pem, rerr := os.ReadFile(f)
-		if rerr != nil {
-			if !r.explicitID || errors.Is(rerr, os.ErrNotExist) && len(r.identities) > 1 {
+		pem, err := os.ReadFile(f)
+		if err != nil {
+			if !r.explicitID || errors.Is(err, os.ErrNotExist) && len(r.identities) > 1 {
 				continue
 			}
-			closer()
-			return nil, "", nil, fmt.Errorf("identity %s: %w: %w", f, backends.ErrAuth, rerr)
+			return nil, fmt.Errorf("identity %s: %w: %w", f, backends.ErrAuth, err)
 		}
-		s, perr := ssh.ParsePrivateKey(pem)
+		s, err := ssh.ParsePrivateKey(pem)
 		var missing *ssh.PassphraseMissingError
-		if errors.As(perr, &missing) {
-			if pass != "" {
-				s, perr = ssh.ParsePrivateKeyWithPassphrase(pem, []byte(pass))
-				if perr != nil {
-					closer()
-					return nil, "", nil, fmt.Errorf("identity %s: decrypting with the passphrase from $%s: %w: %w", f, r.PassphraseEnv, backends.ErrAuth, perr)
-				}
-			} else {
-				skipped = append(skipped, f)
-				continue
+		switch {
+		case errors.As(err, &missing) && pass == "":
+			skipped = append(skipped, f)
+			continue
+		case errors.As(err, &missing):
+			if s, err = ssh.ParsePrivateKeyWithPassphrase(pem, []byte(pass)); err != nil {
+				return nil, fmt.Errorf("identity %s: decrypting with the passphrase from $%s: %w: %w", f, r.PassphraseEnv, backends.ErrAuth, err)
 			}
-		} else if perr != nil {
-			closer()
-			return nil, "", nil, fmt.Errorf("identity %s: %w: %w", f, backends.ErrAuth, perr)
+		case err != nil:
+			return nil, fmt.Errorf("identity %s: %w: %w", f, backends.ErrAuth, err)
 		}
-		signers = append(signers, s)
+		k.signers = append(k.signers, s)
 	}
 	if len(skipped) > 0 {
-		how := "set PassphraseEnv (e.g. FERRY_SSH_PASSPHRASE) to the name of an environment variable holding the passphrase"
+		how := "set PassphraseEnv to the name of an environment variable (e.g. FERRY_SSH_PASSPHRASE) holding the passphrase"
 		if r.PassphraseEnv != "" {
 			how = fmt.Sprintf("put the passphrase in the environment variable %s", r.PassphraseEnv)
 		}
-		note = fmt.Sprintf("identity %s is encrypted and no passphrase was given: %s, or add the key to ssh-agent (ssh-add)",
+		k.note = fmt.Sprintf("identity %s is encrypted and no passphrase was given: %s, or add the key to ssh-agent (ssh-add)",
 			strings.Join(skipped, ", "), how)
-		if agentSigners == nil && len(signers) == 0 {
-			closer()
-			return nil, "", nil, fmt.Errorf("%s: %w", note, backends.ErrAuth)
+		if os.Getenv("SSH_AUTH_SOCK") == "" && len(k.signers) == 0 {
+			return nil, fmt.Errorf("%s: %w", k.note, backends.ErrAuth)
 		}
 	}
-	if len(signers) > 0 {
-		methods = append(methods, ssh.PublicKeys(signers...))
+	return k, nil
+}
+
+// authMethods offers the loaded keys, then ssh-agent's. The closer releases
+// the agent connection once the handshake is over.
+func (k *keys) authMethods(r *resolved) (methods []ssh.AuthMethod, closer func(), err error) {
+	closer = func() {}
+	if len(k.signers) > 0 {
+		methods = append(methods, ssh.PublicKeys(k.signers...))
 	}
-	if agentSigners != nil {
-		methods = append(methods, ssh.PublicKeysCallback(agentSigners))
+	if sock := os.Getenv("SSH_AUTH_SOCK"); sock != "" {
+		if c, derr := net.Dial("unix", sock); derr == nil {
+			closer = func() { c.Close() }
+			methods = append(methods, ssh.PublicKeysCallback(agent.NewClient(c).Signers))
+		}
 	}
 	if len(methods) == 0 {
-		closer()
-		return nil, "", nil, fmt.Errorf("no SSH key for %s@%s: give an identity file or start ssh-agent (SSH_AUTH_SOCK): %w", r.User, r.addr, backends.ErrAuth)
+		if k.note != "" {
+			return nil, nil, fmt.Errorf("%s: %w", k.note, backends.ErrAuth)
+		}
+		return nil, nil, fmt.Errorf("no SSH key for %s@%s: give an identity file or start ssh-agent (SSH_AUTH_SOCK): %w", r.User, r.addr, backends.ErrAuth)
 	}
-	return methods, note, closer, nil
+	return methods, closer, nil
 }

@@ -151,7 +151,13 @@ func TestEncryptedKey(t *testing.T) {
 	// passphrase is tried.
 	cfg.PassphraseEnv = "FERRY_TEST_PASSPHRASE"
 	t.Setenv("FERRY_TEST_PASSPHRASE", "sesame")
-	dial(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b, err := Dial(ctx, cfg)
+	if err != nil {
+		t.Fatalf("Dial with the passphrase: %v", err)
+	}
+	b.Close()
 }
 
 func TestRefusedKeyIsAuthError(t *testing.T) {

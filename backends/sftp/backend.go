@@ -23,6 +23,7 @@ import (
 type Backend struct {
 	cfg   *resolved
 	hk    *hostKeys
+	keys  *keys
 	log   *slog.Logger
 	root  string
 	slots []slot
@@ -52,7 +53,11 @@ func Dial(ctx context.Context, cfg Config) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sftp %s: %w: %w", r.addr, backends.ErrAuth, err)
 	}
-	b := &Backend{cfg: r, hk: hk, log: r.Logger, root: path.Clean(r.Root),
+	k, err := loadKeys(r)
+	if err != nil {
+		return nil, fmt.Errorf("sftp %s: %w", r.addr, err)
+	}
+	b := &Backend{cfg: r, hk: hk, keys: k, log: r.Logger, root: path.Clean(r.Root),
 		slots: make([]slot, r.Connections), splitAt: splitThreshold}
 	c, err := b.connAt(ctx, 0)
 	if err != nil {
@@ -288,7 +293,7 @@ func (b *Backend) SetModTime(ctx context.Context, p string, t time.Time) error {
 		if err != nil {
 			return err
 		}
-		return c.sftp.Chtimes(full, t, t)
+		return setTimes(c, full, t)
 	})
 }
 

@@ -88,7 +88,8 @@ func (b *Backend) dial(ctx context.Context, id int) (*conn, error) {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		setUserTimeout(tc, max(r.StallTimeout, r.KeepaliveInterval*time.Duration(r.KeepaliveMaxMissed)))
 	}
-	methods, note, closeAgent, err := authMethods(r)
+	methods, closeAgent, err := b.keys.authMethods(r)
+	note := b.keys.note
 	if err != nil {
 		nc.Close()
 		return nil, err

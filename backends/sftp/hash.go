@@ -34,7 +34,7 @@ func (b *Backend) Hash(ctx context.Context, p string) (string, error) {
 }
 
 func (b *Backend) remoteHash(ctx context.Context, c *conn, full string) (string, error) {
-	if err := b.canHash(ctx, c); err != nil {
+	if err := b.canExec(ctx, c); err != nil {
 		return "", err
 	}
 	out, err := execOutput(ctx, c, "sha256sum -- "+shellQuote(full), 0)
@@ -51,8 +51,9 @@ func (b *Backend) remoteHash(ctx context.Context, c *conn, full string) (string,
 	return parseSum(out)
 }
 
-// canHash learns once whether sha256sum can be run, by hashing /dev/null.
-func (b *Backend) canHash(ctx context.Context, c *conn) error {
+// canExec learns once whether the account may run commands (sha256sum, and
+// touch for mtimes SFTP cannot carry), by hashing /dev/null.
+func (b *Backend) canExec(ctx context.Context, c *conn) error {
 	b.hashMu.Lock()
 	defer b.hashMu.Unlock()
 	switch b.hashState {

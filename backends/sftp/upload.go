@@ -219,8 +219,7 @@ func (u *upload) publish(ctx context.Context, res *backends.UploadResult) error 
 	if err := c.sftp.Chmod(u.partial, src.Mode().Perm()); err != nil {
 		return err
 	}
-	mt := src.ModTime()
-	if err := c.sftp.Chtimes(u.partial, mt, mt); err != nil {
+	if err := setTimes(c, u.partial, src.ModTime()); err != nil {
 		return err
 	}
 	if err := b.replace(c, u.partial, u.final); err != nil {
@@ -232,13 +231,30 @@ func (u *upload) publish(ctx context.Context, res *backends.UploadResult) error 
 	return nil
 }
 
-// checkTime refuses mtimes that SFTP version 3 cannot carry: it sends
-// seconds as an unsigned 32-bit number.
+// sftpTime reports whether SFTP version 3 can carry t: it sends seconds as
+// an unsigned 32-bit number, 1970 to 2106.
+func sftpTime(t time.Time) bool {
+	s := t.Unix()
+	return s >= 0 && s <= math.MaxUint32
+}
+
+// checkTime refuses, before any I/O, an mtime SFTP cannot carry. Setting
+// it by other means would not help: a later Stat reads it back through the
+// same 32 bits, wrongly, and the file would look changed on every run.
 func checkTime(t time.Time) error {
-	if s := t.Unix(); s < 0 || s > math.MaxUint32 {
-		return fmt.Errorf("mtime %s is outside what SFTP can store (1970 to 2106): %w", t.UTC().Format(time.RFC3339), backends.ErrUnsupported)
+	if sftpTime(t) {
+		return nil
 	}
-	return nil
+	return fmt.Errorf("mtime %s is outside what SFTP can store (1970 to 2106): %w",
+		t.UTC().Format(time.RFC3339), backends.ErrUnsupported)
+}
+
+// setTimes sets atime and mtime of full to t.
+func setTimes(c *conn, full string, t time.Time) error {
+	if err := checkTime(t); err != nil {
+		return err
+	}
+	return c.sftp.Chtimes(full, t, t)
 }
 
 // mismatch drops a partial whose content proved wrong, so the retry starts
