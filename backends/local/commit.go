@@ -33,12 +33,14 @@ import (
 //
 // A request can be withdrawn (its caller's context cancelled) until the
 // leader takes it; after that the caller waits for the round to finish, which
-// is bounded by two filesystem syncs.
+// is bounded by two filesystem syncs. A request without an op (a rename or
+// link its caller already made) only waits for the next sync and is not
+// withdrawn: the change has happened, only its durability is awaited.
 
 // commitReq is one change waiting to be made durable.
 type commitReq struct {
 	fd    *os.File     // an open file or directory in the filesystem to sync
-	op    func() error // the publishing step (a rename), run after the first sync
+	op    func() error // the publishing step (a rename), run after the first sync; may be nil
 	done  chan error   // receives the outcome once; buffered
 	taken bool         // guarded by committer.mu: the leader has it
 }
@@ -73,6 +75,9 @@ func (c *committer) do(ctx context.Context, fd *os.File, op func() error) error 
 		go c.lead()
 	}
 	c.mu.Unlock()
+	if op == nil {
+		return <-r.done
+	}
 	select {
 	case err := <-r.done:
 		return err
@@ -125,7 +130,7 @@ func (c *committer) lead() {
 		}
 		applied = applied[:0]
 		for _, r := range batch {
-			if err != nil {
+			if err != nil || r.op == nil {
 				r.done <- err
 				continue
 			}

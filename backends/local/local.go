@@ -195,7 +195,8 @@ func (b *Backend) Remove(ctx context.Context, path string) error {
 
 // Rename moves from to to in one step, replacing a file or symlink at to.
 // With fsync on it returns once the rename is durable, sharing a filesystem
-// sync with concurrent uploads.
+// sync with concurrent uploads; a context cancelled during that short wait
+// is not noticed, because the rename has already happened.
 func (b *Backend) Rename(ctx context.Context, from, to string) error {
 	if err := b.check(ctx, "rename", from, to); err != nil {
 		return err
@@ -204,22 +205,29 @@ func (b *Backend) Rename(ctx context.Context, from, to string) error {
 		return backends.Permanent(fmt.Errorf("rename %q to %q: the target root cannot move: %w", from, to, backends.ErrUnsafePath))
 	}
 	op := func() error { return wrap("rename", from+" to "+to, b.root.Rename(from, to)) }
-	return b.publish(ctx, to, op)
+	return b.publish(ctx, "rename", to, op)
 }
 
-// publish runs op, then, with fsync on, waits until the change is durable.
-// syncAt is a path in the filesystem that op changes.
-func (b *Backend) publish(ctx context.Context, syncAt string, op func() error) error {
+// publish runs op and then, with fsync on, waits until its effect is
+// durable: the next commit round's filesystem sync covers it. syncAt is the
+// path op changes; its directory is opened to find the filesystem.
+func (b *Backend) publish(ctx context.Context, opName, syncAt string, op func() error) error {
 	if b.commit == nil {
 		return op()
 	}
 	dir, _ := backends.Split(syncAt)
 	d, err := b.root.Open(rel(dir))
 	if err != nil {
-		return wrap("open", dir, err)
+		return wrap(opName, syncAt, err)
 	}
 	defer d.Close()
-	return b.commit.do(ctx, d, op)
+	if err := op(); err != nil {
+		return err
+	}
+	if err := b.commit.do(ctx, d, nil); err != nil {
+		return fmt.Errorf("%s %s: %w", opName, syncAt, err)
+	}
+	return nil
 }
 
 // SetModTime sets the modification time of path, with nanoseconds. A symlink
@@ -312,7 +320,7 @@ func (b *Backend) Symlink(ctx context.Context, target, path string) error {
 	if err := b.root.Symlink(target, tmp); err != nil {
 		return wrap("symlink", path, err)
 	}
-	err := b.publish(ctx, path, func() error {
+	err := b.publish(ctx, "symlink", path, func() error {
 		if err := b.root.Rename(tmp, path); err != nil {
 			return wrap("symlink", path, err)
 		}
