@@ -30,6 +30,7 @@ func (m *memBackend) Upload(context.Context, string, Source) (UploadResult, erro
 	return UploadResult{}, ErrUnsupported
 }
 func (m *memBackend) Close() error { return nil }
+
 // Open ignores ctx, so that a test sees Hash stop a copy on its own.
 func (m *memBackend) Open(_ context.Context, p string, off int64) (io.ReadCloser, error) {
 	d, ok := m.files[p]
