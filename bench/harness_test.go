@@ -145,8 +145,8 @@ func printReport(w io.Writer) {
 		return
 	}
 	fmt.Fprintf(w, "\n######## ferry side-by-side benchmark  %s\n", time.Now().UTC().Format(time.RFC3339))
-	fmt.Fprintf(w, "machine: %d cores, %s, data on %s; warm page cache for every tool; sync(2) before each run\n",
-		runtime.NumCPU(), kernel(), fsType(workDir))
+	fmt.Fprintf(w, "machine: %d cores, %s, data on %s, load average now %s; warm page cache for every tool; sync(2) before each run\n",
+		runtime.NumCPU(), kernel(), fsType(workDir), loadAvg())
 	fmt.Fprintf(w, "peers: %s | %s | %s\n", version("rsync", "--version"), version("rclone", "version"), version("ssh", "-V"))
 	how := "GNU time %M: wait4 rusage of the tool, including descendants it reaped"
 	if gnuTime() == "" {
@@ -157,6 +157,21 @@ func printReport(w io.Writer) {
 		s.Print(w)
 		fmt.Fprintln(w)
 	}
+}
+
+// loadAvg returns the machine's 1, 5 and 15 minute load averages. Other
+// work on the machine slows every tool's wall time; the report carries the
+// load so a reader can judge, and the cpu column is far less affected.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 func kernel() string {
@@ -207,6 +222,8 @@ type tool struct {
 func runSide(b *testing.B, s *Scenario, tools []tool, src string,
 	prepare func(t tool, rep int) string, check func(src, dst string) error, done func(dst string)) {
 	b.Helper()
+	before := loadAvg()
+	defer func() { s.Note("load average (1, 5, 15 min) before: %s; after: %s", before, loadAvg()) }()
 	failed := map[string]bool{}
 	for _, t := range tools {
 		if t.why != "" {
@@ -238,8 +255,8 @@ func runSide(b *testing.B, s *Scenario, tools []tool, src string,
 				failed[t.name] = true
 				continue
 			}
-			b.Logf("%s: %s run %d: %.3fs maxRSS %s treeRSS %s", s.Name, t.name, rep+1,
-				res.Wall.Seconds(), mib(res.MaxRSSKiB), mib(res.TreeRSSKiB))
+			b.Logf("%s: %s run %d: %.3fs cpu %.3fs maxRSS %s treeRSS %s load %s", s.Name, t.name, rep+1,
+				res.Wall.Seconds(), res.CPU.Seconds(), mib(res.MaxRSSKiB), mib(res.TreeRSSKiB), loadAvg())
 			s.Add(t.name, res)
 		}
 	}
@@ -254,6 +271,7 @@ func report(b *testing.B, s *Scenario) {
 			continue
 		}
 		b.ReportMetric(sum.Median.Seconds(), sum.Tool+"-s")
+		b.ReportMetric(sum.CPU.Seconds(), sum.Tool+"-cpu-s")
 		b.ReportMetric(float64(sum.MaxRSSKiB)/1024, sum.Tool+"-maxRSS-MiB")
 		b.ReportMetric(float64(sum.TreeRSSKiB)/1024, sum.Tool+"-treeRSS-MiB")
 	}

@@ -16,6 +16,10 @@ import (
 // Result is one measured run of a command.
 type Result struct {
 	Wall time.Duration
+	// CPU is user plus system time of the tool and every descendant it
+	// reaped (wait4 rusage). On a busy machine it moves far less than
+	// Wall, so it is the figure to trust when the load is high.
+	CPU time.Duration
 	// MaxRSSKiB is the kernel's peak resident set of the single largest
 	// process in the tree: wait4 reports max(own, reaped descendants') for
 	// the child, so a grandchild such as the ssh that rsync starts counts
@@ -88,7 +92,8 @@ func measure(ctx context.Context, c Command, timeBin string) (Result, error) {
 	werr := cmd.Wait()
 	wall := time.Since(start)
 	tree := s.stop()
-	res := Result{Wall: wall, TreeRSSKiB: tree, Stdout: outBuf.String(), Stderr: errBuf.String()}
+	res := Result{Wall: wall, TreeRSSKiB: tree, Stdout: outBuf.String(), Stderr: errBuf.String(),
+		CPU: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()}
 	if rssFile != "" {
 		res.Wrapped = true
 		res.MaxRSSKiB = readTimeRSS(rssFile)

@@ -39,6 +39,9 @@ func TestMeasureRSS(t *testing.T) {
 			if res.TreeRSSKiB < res.MaxRSSKiB {
 				t.Errorf("TreeRSSKiB %d below MaxRSSKiB %d", res.TreeRSSKiB, res.MaxRSSKiB)
 			}
+			if res.CPU <= 0 {
+				t.Errorf("CPU = %v, want the hog's own time", res.CPU)
+			}
 			if res.Wrapped != tc.wrapped {
 				t.Errorf("Wrapped = %v, want %v", res.Wrapped, tc.wrapped)
 			}

@@ -82,8 +82,9 @@ type Summary struct {
 	N             int
 	Median        time.Duration
 	Min, Max      time.Duration
-	MaxRSSKiB     int64 // median over runs of the largest single process
-	TreeRSSKiB    int64 // median over runs of the sampled whole-tree peak
+	CPU           time.Duration // median user+system time
+	MaxRSSKiB     int64         // median over runs of the largest single process
+	TreeRSSKiB    int64         // median over runs of the sampled whole-tree peak
 	MissingReason string
 }
 
@@ -97,13 +98,15 @@ func (s *Scenario) Summaries() []Summary {
 		sum := Summary{Tool: tool, N: len(rs), MissingReason: s.missing[tool]}
 		if len(rs) > 0 {
 			walls := make([]time.Duration, len(rs))
+			cpus := make([]time.Duration, len(rs))
 			maxs := make([]int64, len(rs))
 			trees := make([]int64, len(rs))
 			for i, r := range rs {
-				walls[i], maxs[i], trees[i] = r.Wall, r.MaxRSSKiB, r.TreeRSSKiB
+				walls[i], cpus[i], maxs[i], trees[i] = r.Wall, r.CPU, r.MaxRSSKiB, r.TreeRSSKiB
 			}
 			sum.Median = median(walls)
 			sum.Min, sum.Max = slices.Min(walls), slices.Max(walls)
+			sum.CPU = median(cpus)
 			sum.MaxRSSKiB = median(maxs)
 			sum.TreeRSSKiB = median(trees)
 		}
@@ -113,9 +116,12 @@ func (s *Scenario) Summaries() []Summary {
 }
 
 // RatioValue is a computed Ratio; OK is false when either side is missing.
+// Value compares wall times (what the targets are about); CPU compares
+// user+system times, for context on a loaded machine.
 type RatioValue struct {
 	Ratio
 	Value float64
+	CPU   float64
 	OK    bool
 }
 
@@ -132,10 +138,10 @@ func (v RatioValue) Met() bool {
 
 // Ratios computes the declared ratios from the medians.
 func (s *Scenario) Ratios() []RatioValue {
-	med := map[string]time.Duration{}
+	med := map[string]Summary{}
 	for _, sum := range s.Summaries() {
 		if sum.N > 0 && sum.MissingReason == "" {
-			med[sum.Tool] = sum.Median
+			med[sum.Tool] = sum
 		}
 	}
 	s.mu.Lock()
@@ -144,9 +150,12 @@ func (s *Scenario) Ratios() []RatioValue {
 	for _, r := range s.ratios {
 		n, okN := med[r.Num]
 		d, okD := med[r.Den]
-		v := RatioValue{Ratio: r, OK: okN && okD && d > 0}
+		v := RatioValue{Ratio: r, OK: okN && okD && d.Median > 0}
 		if v.OK {
-			v.Value = n.Seconds() / d.Seconds()
+			v.Value = n.Median.Seconds() / d.Median.Seconds()
+			if d.CPU > 0 {
+				v.CPU = n.CPU.Seconds() / d.CPU.Seconds()
+			}
 		}
 		out = append(out, v)
 	}
@@ -158,7 +167,7 @@ func (s *Scenario) Ratios() []RatioValue {
 func (s *Scenario) Print(w io.Writer) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "== %s\n", s.Name)
-	fmt.Fprintf(tw, "tool\truns\tmedian\tmin\tmax\tmaxRSS\ttreeRSS\t\n")
+	fmt.Fprintf(tw, "tool\truns\tmedian\tmin\tmax\tcpu\tmaxRSS\ttreeRSS\t\n")
 	var notes []string
 	for _, sum := range s.Summaries() {
 		if sum.N == 0 || sum.MissingReason != "" {
@@ -168,11 +177,11 @@ func (s *Scenario) Print(w io.Writer) {
 				notes = append(notes, note)
 				k = len(notes) - 1
 			}
-			fmt.Fprintf(tw, "%s\t%d\tnot measured [%d]\t\t\t\t\t\n", sum.Tool, sum.N, k+1)
+			fmt.Fprintf(tw, "%s\t%d\tnot measured [%d]\t\t\t\t\t\t\n", sum.Tool, sum.N, k+1)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t\n", sum.Tool, sum.N,
-			secs(sum.Median), secs(sum.Min), secs(sum.Max), mib(sum.MaxRSSKiB), mib(sum.TreeRSSKiB))
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n", sum.Tool, sum.N,
+			secs(sum.Median), secs(sum.Min), secs(sum.Max), secs(sum.CPU), mib(sum.MaxRSSKiB), mib(sum.TreeRSSKiB))
 	}
 	for _, v := range s.Ratios() {
 		op := "<="
@@ -185,15 +194,15 @@ func (s *Scenario) Print(w io.Writer) {
 		}
 		switch {
 		case !v.OK:
-			fmt.Fprintf(tw, "ratio %s/%s\t\tn/a\t%s\t\t\t\t\n", v.Num, v.Den, target)
+			fmt.Fprintf(tw, "ratio %s/%s\t\tn/a\t%s\t\t\t\t\t\n", v.Num, v.Den, target)
 		case v.Info:
-			fmt.Fprintf(tw, "ratio %s/%s\t\t%.2fx\t%s\t\t\t\t\n", v.Num, v.Den, v.Value, target)
+			fmt.Fprintf(tw, "ratio %s/%s\t\t%.2fx\t%s\t\tcpu %.2fx\t\t\t\n", v.Num, v.Den, v.Value, target, v.CPU)
 		default:
 			verdict := "MET"
 			if !v.Met() {
 				verdict = "MISSED"
 			}
-			fmt.Fprintf(tw, "ratio %s/%s\t\t%.2fx\t%s\t%s\t\t\t\n", v.Num, v.Den, v.Value, target, verdict)
+			fmt.Fprintf(tw, "ratio %s/%s\t\t%.2fx\t%s\t%s\tcpu %.2fx\t\t\t\n", v.Num, v.Den, v.Value, target, verdict, v.CPU)
 		}
 	}
 	tw.Flush()

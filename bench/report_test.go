@@ -9,10 +9,10 @@ import (
 func TestScenarioRatios(t *testing.T) {
 	s := NewScenario("demo")
 	for _, w := range []time.Duration{3, 1, 2} {
-		s.Add("a", Result{Wall: w * time.Second, MaxRSSKiB: 1024})
+		s.Add("a", Result{Wall: w * time.Second, CPU: w * time.Second / 2, MaxRSSKiB: 1024})
 	}
 	for _, w := range []time.Duration{4, 4, 5, 6} {
-		s.Add("b", Result{Wall: w * time.Second})
+		s.Add("b", Result{Wall: w * time.Second, CPU: w * time.Second})
 	}
 	s.Missing("c", "not built")
 	s.Want(Ratio{Num: "a", Den: "b", Target: 0.5})
@@ -48,7 +48,7 @@ func TestScenarioRatios(t *testing.T) {
 	var sb strings.Builder
 	s.Print(&sb)
 	out := sb.String()
-	for _, want := range []string{"2.000s", "4.500s", "not measured [1]", "[1] not built", "2.25x", "for context", "resumed: 1.05x", "MET", "MISSED", "n/a"} {
+	for _, want := range []string{"2.000s", "4.500s", "not measured [1]", "[1] not built", "2.25x", "for context", "resumed: 1.05x", "cpu 0.22x", "MET", "MISSED", "n/a"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}

@@ -108,6 +108,7 @@ func cutUpload(b *testing.B, srv *sshd.Server, size int64, cmd func(p *faultprox
 		res, err := Measure(ctx, cmd(p, kh))
 		cancel()
 		total.Wall += res.Wall
+		total.CPU += res.CPU
 		total.MaxRSSKiB = max(total.MaxRSSKiB, res.MaxRSSKiB)
 		total.TreeRSSKiB = max(total.TreeRSSKiB, res.TreeRSSKiB)
 		if err == nil {
