@@ -12,11 +12,17 @@ import (
 )
 
 // BenchmarkSmallFiles uploads 10,000 files of 4 KiB into 100 directories
-// with 32 goroutines, durable (group commit) and with NoFsync. PerFileFsync
-// is the same tree written the plain durable way, one file fsync and one
-// directory fsync per file, for comparison.
+// with 32 (and 4) goroutines, durable (group commit) and with NoFsync.
+// PerFileFsync is the same tree written the plain durable way, one file
+// fsync and one directory fsync per file, for comparison.
 func BenchmarkSmallFiles(b *testing.B) {
-	const files, dirs, workers = 10000, 100, 32
+	for _, workers := range []int{32, 4} {
+		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) { benchSmallFiles(b, workers) })
+	}
+}
+
+func benchSmallFiles(b *testing.B, workers int) {
+	const files, dirs = 10000, 100
 	data := backendtest.RandomBytes(4096, 1)
 	paths := make([]string, files)
 	for i := range paths {
