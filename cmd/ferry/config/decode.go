@@ -294,22 +294,6 @@ func (d *decoder) enum(n *yaml.Node, key string, allowed ...string) (string, boo
 	return "", false
 }
 
-func (d *decoder) strList(n *yaml.Node, key string) ([]string, bool) {
-	items, ok := d.sequence(n, key)
-	if !ok {
-		return nil, false
-	}
-	out := make([]string, 0, len(items))
-	for i, it := range items {
-		v, ok2 := d.str(it, fmt.Sprintf("%s[%d]", key, i))
-		if ok2 {
-			out = append(out, v)
-		}
-		ok = ok && ok2
-	}
-	return out, ok
-}
-
 // localPath makes a path written in the file absolute: ~/ is $HOME and a
 // relative path is taken from the config file's directory.
 func (d *decoder) localPath(n *yaml.Node, key, p string) (string, bool) {

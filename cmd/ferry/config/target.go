@@ -143,9 +143,7 @@ func (d *decoder) targetSpec(n *yaml.Node, prefix string, isDefaults bool) targe
 		path := join(prefix, p.name)
 		if p.name == "url" && !isDefaults {
 			spec.own["url"] = p.key
-			for _, s := range d.targetURL(p.value, path) {
-				spec.setters = append(spec.setters, s)
-			}
+			spec.setters = append(spec.setters, d.targetURL(p.value, path)...)
 			continue
 		}
 		f, ok := lookupField(p.name)
@@ -287,9 +285,19 @@ func (d *decoder) buildTarget(defaults, spec targetSpec) *Target {
 		}
 	}
 	require := func(key string, has bool) {
-		if !has {
-			d.errorf(spec.node, prefix, "missing required key %q (%s targets need it)", key, t.Type)
+		if has {
+			return
 		}
+		// A key that was read but is empty (null, "", ${EMPTY}) has no value;
+		// one that was written but not read already has a message.
+		if s, ok := origin[key]; ok {
+			d.errorf(s.value, s.path, "has no value (%s targets need it)", t.Type)
+			return
+		}
+		if _, written := spec.own[key]; written {
+			return
+		}
+		d.errorf(spec.node, prefix, "missing required key %q (%s targets need it)", key, t.Type)
 	}
 	switch t.Type {
 	case Local:
