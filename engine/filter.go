@@ -32,7 +32,7 @@ type Filter struct {
 type rule struct {
 	text     string // the pattern as given, for messages
 	glob     string // what doublestar matches, without !, leading or trailing /
-	literal  bool   // glob has no wildcard: compare strings
+	match    func(r *rule, s string) bool
 	negate   bool
 	dirOnly  bool
 	anchored bool // match the whole path, else the last element
@@ -79,8 +79,33 @@ func parseRule(p string) (rule, error) {
 		return rule{}, fmt.Errorf("exclude pattern %q: malformed (unclosed [ or {, or trailing \\)", p)
 	}
 	r.glob = g
-	r.literal = !strings.ContainsAny(g, `*?[{\`)
+	// Most patterns are a name, "*.ext" or "prefix*": compare strings for
+	// those instead of running the glob matcher on every path. A '*' never
+	// spans a '/', and the name that unanchored patterns see holds none.
+	const meta = `*?[{\`
+	switch {
+	case !strings.ContainsAny(g, meta):
+		r.match = matchLiteral
+	case !r.anchored && len(g) > 1 && g[0] == '*' && !strings.ContainsAny(g[1:], meta):
+		r.glob = g[1:]
+		r.match = matchSuffix
+	case !r.anchored && len(g) > 1 && g[len(g)-1] == '*' && !strings.ContainsAny(g[:len(g)-1], meta):
+		r.glob = g[:len(g)-1]
+		r.match = matchPrefix
+	default:
+		r.match = matchGlob
+	}
 	return r, nil
+}
+
+func matchLiteral(r *rule, s string) bool { return s == r.glob }
+func matchSuffix(r *rule, s string) bool  { return strings.HasSuffix(s, r.glob) }
+func matchPrefix(r *rule, s string) bool  { return strings.HasPrefix(s, r.glob) }
+
+func matchGlob(r *rule, s string) bool {
+	// The pattern was validated in NewFilter, so Match cannot fail.
+	ok, _ := doublestar.Match(r.glob, s)
+	return ok
 }
 
 // Excluded reports whether path (slash-separated, relative to the root) is
@@ -116,20 +141,11 @@ func (f *Filter) excludedSelf(path string, isDir bool) bool {
 		if r.anchored {
 			subject = path
 		}
-		if r.match(subject) {
+		if r.match(r, subject) {
 			return !r.negate
 		}
 	}
 	return false
-}
-
-func (r *rule) match(s string) bool {
-	if r.literal {
-		return s == r.glob
-	}
-	// The pattern was validated in NewFilter, so Match cannot fail.
-	ok, _ := doublestar.Match(r.glob, s)
-	return ok
 }
 
 // Empty reports whether f excludes nothing but partial files.

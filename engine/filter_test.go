@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bmatcuk/doublestar/v4"
+
 	"github.com/ferrysync/ferry/backends"
 )
 
@@ -161,5 +163,27 @@ func BenchmarkFilterExcluded(b *testing.B) {
 	}
 	for b.Loop() {
 		f.Excluded("src/module/sub/deeper/file.go", false)
+	}
+}
+
+// The string fast paths for names, "*.ext" and "prefix*" must agree with the
+// glob matcher they stand in for.
+func TestFilterFastPathsAgreeWithGlob(t *testing.T) {
+	patterns := []string{"*.log", "tmp*", "a", "*", ".*", "*.tar.gz", "x*y", "*~"}
+	names := []string{"a", "a.log", ".log", "log", "tmp", "tmpfile", "atmp", ".hidden", "f.tar.gz", "f.gz", "xy", "xzy", "b~", "~", ""}
+	for _, p := range patterns {
+		f, err := NewFilter([]string{p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range names {
+			if n == "" {
+				continue
+			}
+			want, _ := doublestar.Match(p, n)
+			if got := f.Excluded("d/"+n, false); got != want {
+				t.Errorf("pattern %q, name %q: Excluded %v, glob says %v", p, n, got, want)
+			}
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -148,4 +149,34 @@ func StalePartials(partials []backends.FileInfo, p Plan) []backends.FileInfo {
 		}
 	}
 	return stale
+}
+
+// ComparePaths orders slash-separated paths element by element, which is
+// byte order with '/' below every other byte. In this order a directory's
+// whole subtree follows it without a gap ("a", "a/b", "a-c"; plain string
+// order puts "a-c" between them), which is what lets MakePlan merge two
+// trees in one pass.
+func ComparePaths(a, b string) int {
+	n := min(len(a), len(b))
+	for i := 0; i < n; i++ {
+		ca, cb := a[i], b[i]
+		if ca == cb {
+			continue
+		}
+		switch {
+		case ca == '/':
+			return -1
+		case cb == '/':
+			return 1
+		case ca < cb:
+			return -1
+		}
+		return 1
+	}
+	return cmp.Compare(len(a), len(b))
+}
+
+// SortEntries sorts es by Path in ComparePaths order.
+func SortEntries(es []backends.FileInfo) {
+	slices.SortFunc(es, func(a, b backends.FileInfo) int { return ComparePaths(a.Path, b.Path) })
 }

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -61,36 +60,6 @@ type Plan struct {
 	DeletesRefused error
 }
 
-// ComparePaths orders slash-separated paths element by element, which is
-// byte order with '/' below every other byte. In this order a directory's
-// whole subtree follows it without a gap ("a", "a/b", "a-c"; plain string
-// order puts "a-c" between them), which is what lets MakePlan merge two
-// trees in one pass.
-func ComparePaths(a, b string) int {
-	n := min(len(a), len(b))
-	for i := 0; i < n; i++ {
-		ca, cb := a[i], b[i]
-		if ca == cb {
-			continue
-		}
-		switch {
-		case ca == '/':
-			return -1
-		case cb == '/':
-			return 1
-		case ca < cb:
-			return -1
-		}
-		return 1
-	}
-	return cmp.Compare(len(a), len(b))
-}
-
-// SortEntries sorts es by Path in ComparePaths order.
-func SortEntries(es []backends.FileInfo) {
-	slices.SortFunc(es, func(a, b backends.FileInfo) int { return ComparePaths(a.Path, b.Path) })
-}
-
 // MakePlan decides what makes the target dst match the source src. It is
 // pure: no I/O, and src and dst are only read. Both should be sorted in
 // ComparePaths order as Scan and ListTarget return them; a list that is not
@@ -103,13 +72,57 @@ func SortEntries(es []backends.FileInfo) {
 // entry first in mirror mode and is skipped in backup mode. Excluded paths
 // on either side are never touched, and a directory the source lacks is
 // deleted only if everything under it is. Symlinks are never followed.
+//
+// Memory: one merge pass over both lists counts the ops of each group, and
+// a second writes them straight into a slice of the exact size, so a plan
+// of a million uploads is allocated once; a plan with no ops takes one pass
+// and allocates nothing.
 func MakePlan(src, dst []backends.FileInfo, opts PlanOptions) Plan {
 	pl := &planner{opts: opts}
 	pl.src = pl.prepare(src, "source")
 	pl.dst = pl.prepare(dst, "target")
-	pl.children("", true, true, &pl.deletes)
-	return pl.finish()
+	inputProblems := len(pl.skipped)
+
+	pl.run()
+	if n := pl.count[gTypeDelete] + pl.count[gDelete]; n > 0 {
+		switch {
+		case opts.Incomplete:
+			pl.refused = fmt.Errorf("%w: %d deletes not done", ErrIncompleteListing, n)
+		case opts.Mode == Mirror && pl.srcKept == 0:
+			pl.refused = fmt.Errorf("%w: %d deletes not done", ErrSourceEmpty, n)
+		case opts.MaxDelete >= 0 && n > opts.MaxDelete:
+			pl.refused = fmt.Errorf("%w: %d planned, at most %d allowed: none done", ErrTooManyDeletes, n, opts.MaxDelete)
+		}
+	}
+	if pl.refused != nil {
+		// Count again without deletes: type changes that needed one are
+		// skipped now, with what depended on them.
+		pl.skipped = pl.skipped[:inputProblems]
+		pl.run()
+	}
+	plan := Plan{Skipped: pl.skipped, DeletesRefused: pl.refused}
+	if pl.startFill() {
+		pl.run()
+		pl.checkFilled()
+		plan.Ops = pl.out
+	}
+	return plan
 }
+
+// The groups of a plan, in the order they run.
+const (
+	gTypeDelete = iota // deletes that make room for an entry of another type
+	gMkdir
+	gUpload
+	gSymlink
+	gFileTouch
+	gDelete
+	gDirTouch
+	nGroups
+)
+
+// deepestFirst marks the groups whose ops run deepest path first.
+var deepestFirst = [nGroups]bool{gTypeDelete: true, gDelete: true, gDirTouch: true}
 
 type entryKind int
 
@@ -136,21 +149,107 @@ func (k entryKind) String() string {
 	return [...]string{"file", "directory", "symlink", "special file"}[k]
 }
 
-// planner holds one merge of a source and a target list. The op groups are
-// kept apart while merging and joined in the documented order at the end.
+// planner holds one merge of a source and a target list. The same merge
+// runs to count ops and then to place them, so every decision it makes must
+// depend only on the lists, the options and refused.
 type planner struct {
 	opts     PlanOptions
 	src, dst []backends.FileInfo
 	i, j     int // next unread entry of src and dst
 	srcKept  int // source entries neither excluded nor misplaced
+	refused  error
+	dry      int // >0: only find out whether a subtree can go; record nothing
 
-	typeDeletes, mkdirs, uploads, symlinks, fileTouches, deletes, dirTouches []Op
+	// Counting pass: ops per group, and per depth for deepestFirst groups.
+	count  [nGroups]int
+	depths [nGroups][]int
+	// Filling pass: where the next op of each group (and depth) goes.
+	fill      bool
+	out       []Op
+	next      [nGroups]int
+	nextDepth [nGroups][]int
+	placed    int
 
-	typePaths []string // paths whose type change depends on a delete, in order
-	skipped   []Problem
+	skipped []Problem
+}
+
+func (pl *planner) run() {
+	pl.i, pl.j, pl.srcKept = 0, 0, 0
+	if !pl.fill {
+		pl.count = [nGroups]int{}
+		for g := range pl.depths {
+			pl.depths[g] = pl.depths[g][:0]
+		}
+	}
+	pl.children("", true, true, gDelete)
+}
+
+// startFill sizes the plan from the counts and reports whether it has ops.
+func (pl *planner) startFill() bool {
+	total := 0
+	for _, n := range pl.count {
+		total += n
+	}
+	if total == 0 {
+		return false
+	}
+	pl.out = make([]Op, total)
+	pos := 0
+	for g := range nGroups {
+		if !deepestFirst[g] {
+			pl.next[g] = pos
+			pos += pl.count[g]
+			continue
+		}
+		nd := pl.depths[g]
+		pl.nextDepth[g] = make([]int, len(nd))
+		for d := len(nd) - 1; d >= 0; d-- {
+			pl.nextDepth[g][d] = pos
+			pos += nd[d]
+		}
+	}
+	pl.fill = true
+	return true
+}
+
+// checkFilled guards the promise that both passes decide alike; a broken
+// one would leave zero ops in the plan, which must never reach a target.
+func (pl *planner) checkFilled() {
+	if pl.placed != len(pl.out) {
+		panic(fmt.Sprintf("engine: planner placed %d ops, counted %d", pl.placed, len(pl.out)))
+	}
+}
+
+func (pl *planner) emit(g int, op Op) {
+	if pl.dry > 0 {
+		return
+	}
+	if !pl.fill {
+		pl.count[g]++
+		if deepestFirst[g] {
+			d := strings.Count(op.Path, "/")
+			for len(pl.depths[g]) <= d {
+				pl.depths[g] = append(pl.depths[g], 0)
+			}
+			pl.depths[g][d]++
+		}
+		return
+	}
+	var at *int
+	if deepestFirst[g] {
+		at = &pl.nextDepth[g][strings.Count(op.Path, "/")]
+	} else {
+		at = &pl.next[g]
+	}
+	pl.out[*at] = op
+	*at++
+	pl.placed++
 }
 
 func (pl *planner) skip(path string, err error) {
+	if pl.fill || pl.dry > 0 {
+		return
+	}
 	pl.skipped = append(pl.skipped, Problem{Path: path, Err: err})
 }
 
@@ -206,11 +305,11 @@ func (pl *planner) skipDst(dir string) {
 // children merges the entries inside the directory prefix. srcDir and dstDir
 // say whether each side has prefix as a directory; entries of a side that
 // does not, or whose parent is missing from their list, cannot be placed and
-// are left alone. Deletes found go to dels. allGone reports that every
+// are left alone. Deletes go to group del. allGone reports that every
 // target entry inside prefix is deleted (so prefix itself may be); changed
 // that a direct child is created, replaced or deleted, which changes the
 // mtime of prefix.
-func (pl *planner) children(prefix string, srcDir, dstDir bool, dels *[]Op) (allGone, changed bool) {
+func (pl *planner) children(prefix string, srcDir, dstDir bool, del int) (allGone, changed bool) {
 	allGone = true
 	for {
 		hasS := pl.i < len(pl.src) && under(pl.src[pl.i].Path, prefix)
@@ -219,13 +318,11 @@ func (pl *planner) children(prefix string, srcDir, dstDir bool, dels *[]Op) (all
 			return allGone, changed
 		}
 		var s, d *backends.FileInfo
-		c := 0
+		c := 1
 		if hasS && hasD {
 			c = ComparePaths(pl.src[pl.i].Path, pl.dst[pl.j].Path)
 		} else if hasS {
 			c = -1
-		} else {
-			c = 1
 		}
 		if c <= 0 {
 			s = &pl.src[pl.i]
@@ -253,19 +350,28 @@ func (pl *planner) children(prefix string, srcDir, dstDir bool, dels *[]Op) (all
 			}
 			d = nil
 		}
-		if s != nil && pl.opts.Filter.excludedSelf(path, s.IsDir()) {
+		sOut := s != nil && pl.opts.Filter.excludedSelf(path, s.IsDir())
+		dOut := false
+		if d != nil {
+			if s != nil && s.IsDir() == d.IsDir() {
+				dOut = sOut
+			} else {
+				dOut = pl.opts.Filter.excludedSelf(path, d.IsDir())
+			}
+		}
+		if sOut {
 			if s.IsDir() {
 				pl.skipSrc(path)
 			}
 			s = nil
 		}
-		if d != nil && pl.opts.Filter.excludedSelf(path, d.IsDir()) {
+		if dOut {
 			allGone = false
 			if d.IsDir() {
 				pl.skipDst(path)
 			}
 			if s != nil {
-				// Only types differ can make one side excluded and not the other.
+				// Only differing types make one side excluded and not the other.
 				pl.skip(path, fmt.Errorf("%w: %s in source, excluded %s on target: left as is",
 					ErrTypeConflict, kindOf(s), kindOf(d)))
 				if s.IsDir() {
@@ -274,25 +380,25 @@ func (pl *planner) children(prefix string, srcDir, dstDir bool, dels *[]Op) (all
 			}
 			continue
 		}
-		if s != nil {
+		if s != nil && pl.dry == 0 {
 			pl.srcKept++
 		}
 		switch {
 		case s == nil && d == nil:
 		case s == nil:
-			if pl.dropDst(d, dels) {
+			if pl.dropDst(d, del) {
 				changed = true
 			} else {
 				allGone = false
 			}
 		case d == nil:
-			allGone = false // nothing of the source sits under a directory it lacks
-			if pl.create(s, "new", dels) {
+			allGone = false // only orphans could be here; they were set aside above
+			if pl.create(s, "new", del) {
 				changed = true
 			}
 		default:
 			allGone = false
-			if pl.update(s, d, dels) {
+			if pl.update(s, d, del) {
 				changed = true
 			}
 		}
@@ -308,39 +414,43 @@ func pathOf(s, d *backends.FileInfo) string {
 
 // dropDst deletes a target entry the source lacks (mirror mode), a
 // directory only if all it holds goes too. It reports whether it did.
-func (pl *planner) dropDst(d *backends.FileInfo, dels *[]Op) bool {
-	if pl.opts.Mode != Mirror {
+func (pl *planner) dropDst(d *backends.FileInfo, del int) bool {
+	if pl.opts.Mode != Mirror || pl.refused != nil {
 		if d.IsDir() {
 			pl.skipDst(d.Path)
 		}
 		return false
 	}
 	if d.IsDir() {
-		if gone, _ := pl.children(d.Path, false, true, dels); !gone {
+		if gone, _ := pl.children(d.Path, false, true, del); !gone {
 			return false
 		}
 	}
-	*dels = append(*dels, Op{Kind: OpDelete, Path: d.Path, Dst: d, Reason: "extraneous"})
+	reason := "extraneous"
+	if del == gTypeDelete {
+		reason = "type"
+	}
+	pl.emit(del, Op{Kind: OpDelete, Path: d.Path, Dst: d, Reason: reason})
 	return true
 }
 
 // create brings over a source entry the target lacks (or has just lost to
 // a type change) and reports whether an op was planned for it.
-func (pl *planner) create(s *backends.FileInfo, reason string, dels *[]Op) bool {
+func (pl *planner) create(s *backends.FileInfo, reason string, del int) bool {
 	switch kindOf(s) {
 	case kindDir:
-		pl.mkdirs = append(pl.mkdirs, Op{Kind: OpMkdir, Path: s.Path, Src: *s, Reason: reason})
-		pl.children(s.Path, true, false, dels)
+		pl.emit(gMkdir, Op{Kind: OpMkdir, Path: s.Path, Src: *s, Reason: reason})
+		pl.children(s.Path, true, false, del)
 		// Creating the directory and its contents sets its mtime to now.
-		pl.dirTouches = append(pl.dirTouches, Op{Kind: OpSetModTime, Path: s.Path, Src: *s, Reason: reason})
+		pl.emit(gDirTouch, Op{Kind: OpSetModTime, Path: s.Path, Src: *s, Reason: reason})
 	case kindFile:
-		pl.uploads = append(pl.uploads, Op{Kind: OpUpload, Path: s.Path, Src: *s, Reason: reason})
+		pl.emit(gUpload, Op{Kind: OpUpload, Path: s.Path, Src: *s, Reason: reason})
 	case kindLink:
 		if !pl.opts.Symlinks {
 			pl.skip(s.Path, fmt.Errorf("%w (-> %s)", ErrSymlinkUnsupported, s.LinkTarget))
 			return false
 		}
-		pl.symlinks = append(pl.symlinks, Op{Kind: OpSymlink, Path: s.Path, Src: *s, Reason: reason})
+		pl.emit(gSymlink, Op{Kind: OpSymlink, Path: s.Path, Src: *s, Reason: reason})
 	default:
 		pl.skip(s.Path, ErrSpecialFile)
 		return false
@@ -350,18 +460,18 @@ func (pl *planner) create(s *backends.FileInfo, reason string, dels *[]Op) bool 
 
 // update reconciles a path both sides hold and reports whether a direct
 // change (create, replace, delete) was planned at it.
-func (pl *planner) update(s, d *backends.FileInfo, dels *[]Op) bool {
+func (pl *planner) update(s, d *backends.FileInfo, del int) bool {
 	ks, kd := kindOf(s), kindOf(d)
 	if ks == kd {
 		switch ks {
 		case kindDir:
-			_, changed := pl.children(s.Path, true, true, dels)
+			_, changed := pl.children(s.Path, true, true, del)
 			reason := pl.metaDiff(s, d)
 			if changed && reason == "" {
 				reason = "mtime"
 			}
 			if reason != "" {
-				pl.dirTouches = append(pl.dirTouches, Op{Kind: OpSetModTime, Path: s.Path, Src: *s, Dst: d, Reason: reason})
+				pl.emit(gDirTouch, Op{Kind: OpSetModTime, Path: s.Path, Src: *s, Dst: d, Reason: reason})
 			}
 			return false
 		case kindFile:
@@ -370,10 +480,10 @@ func (pl *planner) update(s, d *backends.FileInfo, dels *[]Op) bool {
 			case reason == "":
 				return false
 			case kind == OpUpload:
-				pl.uploads = append(pl.uploads, Op{Kind: OpUpload, Path: s.Path, Src: *s, Dst: d, Reason: reason})
+				pl.emit(gUpload, Op{Kind: OpUpload, Path: s.Path, Src: *s, Dst: d, Reason: reason})
 				return true
 			}
-			pl.fileTouches = append(pl.fileTouches, Op{Kind: OpSetModTime, Path: s.Path, Src: *s, Dst: d, Reason: reason})
+			pl.emit(gFileTouch, Op{Kind: OpSetModTime, Path: s.Path, Src: *s, Dst: d, Reason: reason})
 			return false
 		case kindLink:
 			if s.LinkTarget == d.LinkTarget {
@@ -384,7 +494,7 @@ func (pl *planner) update(s, d *backends.FileInfo, dels *[]Op) bool {
 				return false
 			}
 			// The target replaces a link atomically: no delete first.
-			pl.symlinks = append(pl.symlinks, Op{Kind: OpSymlink, Path: s.Path, Src: *s, Dst: d, Reason: "link"})
+			pl.emit(gSymlink, Op{Kind: OpSymlink, Path: s.Path, Src: *s, Dst: d, Reason: "link"})
 			return true
 		}
 		pl.skip(s.Path, ErrSpecialFile)
@@ -410,28 +520,28 @@ func (pl *planner) update(s, d *backends.FileInfo, dels *[]Op) bool {
 		return leave(fmt.Errorf("%w (-> %s)", ErrSymlinkUnsupported, s.LinkTarget))
 	case pl.opts.Mode != Mirror:
 		return leave(fmt.Errorf("%w: %s in source, %s on target: left as is in %s mode", ErrTypeConflict, ks, kd, pl.opts.Mode))
+	case pl.refused != nil:
+		return leave(fmt.Errorf("%w: %s in source, %s on target: not replaced: %w", ErrTypeConflict, ks, kd, pl.refused))
 	}
-	mark := len(pl.typeDeletes)
 	if kd == kindDir {
-		if gone, _ := pl.children(d.Path, false, true, &pl.typeDeletes); !gone {
-			// Excluded entries keep the directory, so the source entry
-			// cannot take its place; what could go still goes, as ordinary
-			// deletes of entries the source lacks.
-			moved := pl.typeDeletes[mark:]
-			if dels != &pl.typeDeletes {
-				*dels = append(*dels, moved...)
-				pl.typeDeletes = pl.typeDeletes[:mark]
-			}
+		// Find out first whether all the directory holds can go (excluded
+		// entries keep it), then walk it again to plan for real.
+		i, j := pl.i, pl.j
+		pl.dry++
+		gone, _ := pl.children(d.Path, false, true, gTypeDelete)
+		pl.dry--
+		pl.i, pl.j = i, j
+		if !gone {
+			// The source entry cannot take its place; what can go still
+			// goes, as ordinary deletes of entries the source lacks.
+			pl.children(d.Path, false, true, del)
 			pl.skip(s.Path, fmt.Errorf("%w: %s in source, directory with excluded entries on target: left as is", ErrTypeConflict, ks))
-			return len(moved) > 0
+			return false
 		}
+		pl.children(d.Path, false, true, gTypeDelete)
 	}
-	for k := mark; k < len(pl.typeDeletes); k++ {
-		pl.typeDeletes[k].Reason = "type"
-	}
-	pl.typeDeletes = append(pl.typeDeletes, Op{Kind: OpDelete, Path: d.Path, Dst: d, Reason: "type"})
-	pl.typePaths = append(pl.typePaths, s.Path)
-	pl.create(s, "type", dels)
+	pl.emit(gTypeDelete, Op{Kind: OpDelete, Path: d.Path, Dst: d, Reason: "type"})
+	pl.create(s, "type", del)
 	return true
 }
 
@@ -480,87 +590,4 @@ func (pl *planner) sameTime(a, b time.Time) bool {
 
 func (pl *planner) modeDiffers(s, d *backends.FileInfo) bool {
 	return !pl.opts.IgnoreModes && s.Mode.Perm() != d.Mode.Perm()
-}
-
-// finish applies the delete safety rules and joins the groups.
-func (pl *planner) finish() Plan {
-	var refused error
-	if n := len(pl.typeDeletes) + len(pl.deletes); n > 0 {
-		switch {
-		case pl.opts.Incomplete:
-			refused = fmt.Errorf("%w: %d deletes not done", ErrIncompleteListing, n)
-		case pl.opts.Mode == Mirror && pl.srcKept == 0:
-			refused = fmt.Errorf("%w: %d deletes not done", ErrSourceEmpty, n)
-		case pl.opts.MaxDelete >= 0 && n > pl.opts.MaxDelete:
-			refused = fmt.Errorf("%w: %d planned, at most %d allowed: none done", ErrTooManyDeletes, n, pl.opts.MaxDelete)
-		}
-	}
-	if refused != nil {
-		pl.typeDeletes, pl.deletes = nil, nil
-		pl.dropTypeChanges(refused)
-	}
-	groups := [][]Op{pl.mkdirs, pl.uploads, pl.symlinks, pl.fileTouches}
-	n := len(pl.typeDeletes) + len(pl.deletes) + len(pl.dirTouches)
-	for _, g := range groups {
-		n += len(g)
-	}
-	ops := make([]Op, 0, n)
-	ops = appendDeepestFirst(ops, pl.typeDeletes)
-	for _, g := range groups {
-		ops = append(ops, g...)
-	}
-	ops = appendDeepestFirst(ops, pl.deletes)
-	ops = appendDeepestFirst(ops, pl.dirTouches)
-	return Plan{Ops: ops, Skipped: pl.skipped, DeletesRefused: refused}
-}
-
-// dropTypeChanges removes the creates that needed a refused delete of the
-// entry of another type in their way, with everything planned under them.
-func (pl *planner) dropTypeChanges(refused error) {
-	if len(pl.typePaths) == 0 {
-		return
-	}
-	blocked := func(op Op) bool {
-		k, found := slices.BinarySearchFunc(pl.typePaths, op.Path, ComparePaths)
-		// No type-changed path lies under another, so only the nearest
-		// one at or before op.Path in order can hold it.
-		return found || k > 0 && under(op.Path, pl.typePaths[k-1])
-	}
-	for _, g := range []*[]Op{&pl.mkdirs, &pl.uploads, &pl.symlinks, &pl.fileTouches, &pl.dirTouches} {
-		*g = slices.DeleteFunc(*g, blocked)
-	}
-	for _, p := range pl.typePaths {
-		pl.skip(p, fmt.Errorf("%w: not replaced: %w", ErrTypeConflict, refused))
-	}
-}
-
-// appendDeepestFirst appends ops to out ordered by depth, deepest first,
-// keeping the merge order within a depth (a stable counting sort: O(n), and
-// no memory beyond out).
-func appendDeepestFirst(out, ops []Op) []Op {
-	if len(ops) == 0 {
-		return out
-	}
-	var count []int
-	for k := range ops {
-		d := strings.Count(ops[k].Path, "/")
-		for len(count) <= d {
-			count = append(count, 0)
-		}
-		count[d]++
-	}
-	// next[d] is where the next op of depth d goes; deeper depths go first.
-	next := make([]int, len(count))
-	pos := len(out)
-	for d := len(count) - 1; d >= 0; d-- {
-		next[d] = pos
-		pos += count[d]
-	}
-	out = out[:pos]
-	for k := range ops {
-		d := strings.Count(ops[k].Path, "/")
-		out[next[d]] = ops[k]
-		next[d]++
-	}
-	return out
 }
