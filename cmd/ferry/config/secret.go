@@ -99,10 +99,10 @@ func (c *Config) LogValue() slog.Value {
 // Describe writes every resolved setting, defaults included, one per line,
 // with secrets redacted: what `ferry check -v` shows.
 func (c *Config) Describe(w io.Writer) {
-	fmt.Fprintf(w, "state_dir: %s\nmetrics_addr: %s\nlog_format: %s\n", c.StateDir, c.MetricsAddr, c.LogFormat)
+	fmt.Fprintf(w, "state_dir: %v\nmetrics_addr: %v\nlog_format: %v\n", orDash(c.StateDir), orDash(c.MetricsAddr), orDash(c.LogFormat))
 	for _, j := range c.Jobs {
 		fmt.Fprintf(w, "job %s (line %d)\n", j.Name, j.Line)
-		p := func(k string, v any) { fmt.Fprintf(w, "  %s: %v\n", k, v) }
+		p := func(k string, v any) { fmt.Fprintf(w, "  %s: %v\n", k, orDash(v)) }
 		p("source", j.Source)
 		p("mode", j.Mode)
 		p("watch", j.Watch)
@@ -126,7 +126,7 @@ func (c *Config) Describe(w io.Writer) {
 
 func (t *Target) describe(w io.Writer) {
 	fmt.Fprintf(w, "  target %s (line %d)\n", t.Name, t.Line)
-	p := func(k string, v any) { fmt.Fprintf(w, "    %s: %v\n", k, v) }
+	p := func(k string, v any) { fmt.Fprintf(w, "    %s: %v\n", k, orDash(v)) }
 	p("type", t.Type)
 	p("path", t.Path)
 	switch t.Type {
@@ -163,6 +163,14 @@ func (t *Target) describe(w io.Writer) {
 	}
 	p("retries", t.Retries)
 	p("verify", t.Verify)
+}
+
+// orDash shows an empty value as "-", so no line ends in a space.
+func orDash(v any) any {
+	if fmt.Sprint(v) == "" {
+		return "-"
+	}
+	return v
 }
 
 func describeSchedule(s Schedule) string {
