@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -80,6 +81,16 @@ func Sync(ctx context.Context, opts SyncOptions) (Report, error) {
 		}
 		return Report{}, fmt.Errorf("scan source %s: %w", opts.Source, err)
 	}
+	// A socket or fifo in the source is skipped on purpose, every run: a
+	// warning, not a failure, and no reason to hold back deletes.
+	var special []Problem
+	scanProblems = slices.DeleteFunc(scanProblems, func(p Problem) bool {
+		if errors.Is(p.Err, ErrSpecialFile) {
+			special = append(special, p)
+			return true
+		}
+		return false
+	})
 	dst, partials, listProblems, err := ListTarget(ctx, opts.Target, filter, log)
 	switch {
 	case err == nil:
@@ -122,6 +133,7 @@ func Sync(ctx context.Context, opts SyncOptions) (Report, error) {
 		rep = Execute(ctx, plan, opts.Source, opts.Target, exec)
 	}
 	rep.Problems = append(append(append([]Problem(nil), scanProblems...), listProblems...), rep.Problems...)
+	rep.Skipped = append(special, rep.Skipped...)
 	for _, e := range src {
 		if e.IsRegular() {
 			rep.SourceFiles++

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -318,4 +319,22 @@ type missingRoot struct{ *fakeBackend }
 
 func (missingRoot) List(ctx context.Context, dir string) ([]backends.FileInfo, error) {
 	return nil, fmt.Errorf("list %q: %w", dir, backends.ErrNotExist)
+}
+
+func TestSyncSpecialFileIsSkipped(t *testing.T) {
+	src, dst := sourceTree(t), t.TempDir()
+	if err := syscall.Mkfifo(filepath.Join(src, "pipe"), 0o644); err != nil {
+		t.Skip("no fifo:", err)
+	}
+	mkfile(t, dst, "extra", "x", time.Now())
+	rep, err := Sync(context.Background(), SyncOptions{Source: src, Target: localTarget(t, dst), MaxDelete: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Failed() || len(rep.Skipped) != 1 || !errors.Is(rep.Skipped[0].Err, ErrSpecialFile) {
+		t.Errorf("failed=%v problems=%v skipped=%v, want the fifo skipped as a warning", rep.Failed(), rep.Problems, rep.Skipped)
+	}
+	if _, err := os.Stat(filepath.Join(dst, "extra")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a skipped fifo held back the deletes: %v", err)
+	}
 }

@@ -6,5 +6,8 @@
 // rest were synced), deletes were refused for safety, or the run was
 // interrupted; 2 for usage and configuration errors (bad flags or sizes, a
 // missing source root, a target inside the source); 3 when a target could
-// not be reached or refused our credentials.
+// not be reached or refused our credentials. Paths skipped on purpose
+// (sockets and fifos in the source, symlinks a target cannot hold) and
+// source files deleted while the run copied them are warnings, not
+// failures: the target ends as the source now is.
 package main

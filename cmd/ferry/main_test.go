@@ -19,10 +19,26 @@ func init() {
 	openers["down"] = func(ctx context.Context, spec string, o targetOptions) (backends.Backend, error) {
 		return nil, fmt.Errorf("target %s: dial 127.0.0.1:1: connection refused: %w", spec, backends.ErrUnreachable)
 	}
+	openers["nopng"] = func(ctx context.Context, spec string, o targetOptions) (backends.Backend, error) {
+		b, err := openLocal(strings.TrimPrefix(spec, "nopng://"), o)
+		return noPNG{b}, err
+	}
 	openers["badauth"] = func(ctx context.Context, spec string, o targetOptions) (backends.Backend, error) {
 		return nil, fmt.Errorf("target %s: host key mismatch: %w", spec, backends.ErrAuth)
 	}
 }
+
+// noPNG is a target that refuses every .png upload for good.
+type noPNG struct{ backends.Backend }
+
+func (n noPNG) Upload(ctx context.Context, path string, src backends.Source) (backends.UploadResult, error) {
+	if strings.HasSuffix(path, ".png") {
+		return backends.UploadResult{}, fmt.Errorf("upload %s: %w", path, backends.ErrPermission)
+	}
+	return n.Backend.Upload(ctx, path, src)
+}
+
+func (n noPNG) Unwrap() backends.Backend { return n.Backend }
 
 func runFerry(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
@@ -104,12 +120,16 @@ func TestExitCodes(t *testing.T) {
 			args: func(t *testing.T, src, dst string) []string { return []string{"sync", src, "down://host/x"} }},
 		{name: "authentication failure", want: 3, wantStderr: "host key mismatch",
 			args: func(t *testing.T, src, dst string) []string { return []string{"sync", src, "badauth://host/x"} }},
-		{name: "a special file fails the run", want: 1, wantStderr: "1 path failed",
+		{name: "a special file is a warning", want: 0, wantStdout: "skipped 1 path",
 			args: func(t *testing.T, src, dst string) []string {
 				if err := syscall.Mkfifo(filepath.Join(src, "pipe"), 0o644); err != nil {
 					t.Skip("no fifo:", err)
 				}
 				return []string{"sync", src, dst}
+			}},
+		{name: "a failed file fails the run", want: 1, wantStderr: "1 path failed", wantStdout: "copied 2 files",
+			args: func(t *testing.T, src, dst string) []string {
+				return []string{"sync", "--retries", "1", src, "nopng://" + dst}
 			}},
 		{name: "deletes refused", want: 1, wantStderr: "deletes refused",
 			args: func(t *testing.T, src, dst string) []string {
