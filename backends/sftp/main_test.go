@@ -58,7 +58,7 @@ func (s *memSource) Check() error {
 	return nil
 }
 
-func dial(t *testing.T, cfg Config) *Backend {
+func dial(t testing.TB, cfg Config) *Backend {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -70,7 +70,7 @@ func dial(t *testing.T, cfg Config) *Backend {
 	return b
 }
 
-func readAll(t *testing.T, b *Backend, p string) []byte {
+func readAll(t testing.TB, b *Backend, p string) []byte {
 	t.Helper()
 	r, err := b.Open(context.Background(), p, 0)
 	if err != nil {
@@ -84,7 +84,7 @@ func readAll(t *testing.T, b *Backend, p string) []byte {
 	return got
 }
 
-func mustUpload(t *testing.T, b *Backend, p string, src *memSource) backends.UploadResult {
+func mustUpload(t testing.TB, b *Backend, p string, src *memSource) backends.UploadResult {
 	t.Helper()
 	res, err := b.Upload(context.Background(), p, src)
 	if err != nil {
@@ -96,7 +96,7 @@ func mustUpload(t *testing.T, b *Backend, p string, src *memSource) backends.Upl
 	return res
 }
 
-func wantErr(t *testing.T, err error, class error) {
+func wantErr(t testing.TB, err error, class error) {
 	t.Helper()
 	if !errors.Is(err, class) {
 		t.Fatalf("error %v does not wrap %v", err, class)

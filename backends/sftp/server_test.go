@@ -28,7 +28,7 @@ import (
 // subsystem over a temporary directory and, unless noExec, the one command
 // ferry runs: sha256sum -- 'path'.
 type testServer struct {
-	t        *testing.T
+	t        testing.TB
 	ln       net.Listener
 	addr     string
 	dir      string
@@ -74,7 +74,7 @@ func newHostKey(t testing.TB, typ string) ssh.Signer {
 	return s
 }
 
-func startServer(t *testing.T, o serverOpts) *testServer {
+func startServer(t testing.TB, o serverOpts) *testServer {
 	t.Helper()
 	if len(o.hostKeyTypes) == 0 {
 		o.hostKeyTypes = []string{"ed25519"}
@@ -233,7 +233,7 @@ type clientKey struct {
 	pub  ssh.PublicKey
 }
 
-func newClientKey(t *testing.T, passphrase string) clientKey {
+func newClientKey(t testing.TB, passphrase string) clientKey {
 	t.Helper()
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -260,7 +260,7 @@ func newClientKey(t *testing.T, passphrase string) clientKey {
 }
 
 // writeKnownHosts writes a known_hosts file holding keys for addr.
-func writeKnownHosts(t *testing.T, addr string, keys ...ssh.PublicKey) string {
+func writeKnownHosts(t testing.TB, addr string, keys ...ssh.PublicKey) string {
 	t.Helper()
 	var b strings.Builder
 	for _, k := range keys {
@@ -281,7 +281,7 @@ type env struct {
 	root       string
 }
 
-func newEnv(t *testing.T, o serverOpts) *env {
+func newEnv(t testing.TB, o serverOpts) *env {
 	t.Helper()
 	t.Setenv("SSH_AUTH_SOCK", "")
 	key := newClientKey(t, "")

@@ -80,9 +80,10 @@ func (u *upload) run(ctx context.Context, res *backends.UploadResult) error {
 		return err
 	}
 	var f *sftp.File
+	var fresh bool
 	err := u.step(ctx, func() error {
 		var err error
-		f, res.Resumed, err = u.openPartial()
+		f, fresh, res.Resumed, err = u.openPartial()
 		return err
 	})
 	if err != nil {
@@ -100,6 +101,13 @@ func (u *upload) run(ctx context.Context, res *backends.UploadResult) error {
 		return first
 	}
 	defer closeAll()
+	// Round trips are what small files cost: requests that do not depend
+	// on each other go out together and are awaited together.
+	var private chan error
+	if fresh {
+		private = make(chan error, 1)
+		go func() { private <- f.Chmod(0o600) }()
+	}
 	if src.Size()-res.Resumed >= b.splitAt && len(b.slots) > 1 {
 		if c2, f2 := u.second(ctx); f2 != nil {
 			files, conns = append(files, f2), append(conns, c2)
@@ -110,6 +118,11 @@ func (u *upload) run(ctx context.Context, res *backends.UploadResult) error {
 		stall: b.cfg.StallTimeout, grace: 2 * time.Second}
 	t0 := time.Now()
 	res.Sent, err = pl.run(ctx)
+	if private != nil {
+		if perr := <-private; err == nil {
+			err = perr
+		}
+	}
 	if err != nil {
 		var we *writeErr
 		if errors.As(err, &we) && we.c != c {
@@ -118,57 +131,89 @@ func (u *upload) run(ctx context.Context, res *backends.UploadResult) error {
 		}
 		return u.noSpace(err)
 	}
-	if err := u.step(ctx, closeAll); err != nil {
-		return u.noSpace(err)
-	}
 	b.log.Debug("upload written", "path", u.p, "sent", res.Sent, "resumed", res.Resumed,
 		"conns", len(conns), "took", time.Since(t0).Round(time.Millisecond))
 	if err := src.Check(); err != nil {
 		c.sftp.Remove(u.partial)
 		return err
 	}
+	err = u.step(ctx, func() error {
+		if err := all(func() error { return u.checkSize(f) },
+			func() error { return f.Chmod(src.Mode().Perm()) },
+			func() error { return setTimes(c, u.partial, src.ModTime()) }); err != nil {
+			return err
+		}
+		return closeAll()
+	})
+	if err != nil {
+		return u.noSpace(err)
+	}
 	return u.step(ctx, func() error { return u.publish(ctx, res) })
 }
 
-// openPartial opens the partial for writing, resuming a partial left by an
-// earlier attempt from its verified length.
-func (u *upload) openPartial() (*sftp.File, int64, error) {
-	c := u.c
-	fi, err := c.sftp.Lstat(u.partial)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		f, err := c.sftp.OpenFile(u.partial, os.O_RDWR|os.O_CREATE|os.O_EXCL)
-		if err != nil {
-			return nil, 0, err
-		}
-		if err := f.Chmod(0o600); err != nil {
-			f.Close()
-			return nil, 0, err
-		}
-		return f, 0, nil
-	case err != nil:
-		return nil, 0, err
-	case !fi.Mode().IsRegular():
-		return nil, 0, fmt.Errorf("partial %s is not a regular file: %w", u.partial, backends.ErrUnsafePath)
+// all runs fns concurrently and returns the first error.
+func all(fns ...func() error) error {
+	errs := make(chan error, len(fns))
+	for _, fn := range fns {
+		go func() { errs <- fn() }()
 	}
-	f, err := c.sftp.OpenFile(u.partial, os.O_RDWR)
+	var first error
+	for range fns {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// checkSize fails unless the partial holds exactly the source's size.
+func (u *upload) checkSize(f *sftp.File) error {
+	fi, err := f.Stat()
 	if err != nil {
-		return nil, 0, err
+		return err
+	}
+	if fi.Size() != u.src.Size() {
+		return fmt.Errorf("partial %s holds %d bytes after the upload, want %d", u.partial, fi.Size(), u.src.Size())
+	}
+	return nil
+}
+
+// openPartial opens the partial for writing: a new one (exclusive create,
+// which also never follows a symlink planted at its name), or the one an
+// earlier attempt left, resumed from its verified length.
+func (u *upload) openPartial() (f *sftp.File, fresh bool, resumed int64, err error) {
+	c := u.c
+	f, err = c.sftp.OpenFile(u.partial, os.O_RDWR|os.O_CREATE|os.O_EXCL)
+	if err == nil {
+		return f, true, 0, nil
+	}
+	fi, lerr := c.sftp.Lstat(u.partial)
+	switch {
+	case errors.Is(lerr, fs.ErrNotExist):
+		return nil, false, 0, err // the create failed for another reason
+	case lerr != nil:
+		return nil, false, 0, lerr
+	case !fi.Mode().IsRegular():
+		return nil, false, 0, fmt.Errorf("partial %s is not a regular file: %w", u.partial, backends.ErrUnsafePath)
+	}
+	f, err = c.sftp.OpenFile(u.partial, os.O_RDWR)
+	if err != nil {
+		return nil, false, 0, err
 	}
 	window := int64(u.b.cfg.RequestsInFlight) * int64(u.b.cfg.ChunkSize)
 	off, err := backends.ResumeOffset(f, fi.Size(), u.src, u.src.Size(), window)
 	if err != nil {
 		f.Close()
-		return nil, 0, err
+		return nil, false, 0, err
 	}
 	if off != fi.Size() {
 		if err := f.Truncate(off); err != nil {
 			f.Close()
-			return nil, 0, err
+			return nil, false, 0, err
 		}
 	}
 	u.b.log.Info("resuming upload", "path", u.p, "partial_size", fi.Size(), "verified", off, "size", u.src.Size())
-	return f, off, nil
+	return f, false, off, nil
 }
 
 // second opens the partial on another pooled connection, so a large file
@@ -191,16 +236,10 @@ func (u *upload) second(ctx context.Context) (*conn, *sftp.File) {
 	return c2, f
 }
 
-// publish checks the written partial and renames it over the final name.
+// publish verifies the partial's content where asked and renames it over
+// the final name.
 func (u *upload) publish(ctx context.Context, res *backends.UploadResult) error {
-	b, c, src := u.b, u.c, u.src
-	fi, err := c.sftp.Lstat(u.partial)
-	if err != nil {
-		return err
-	}
-	if fi.Size() != src.Size() {
-		return fmt.Errorf("partial %s holds %d bytes after the upload, want %d", u.partial, fi.Size(), src.Size())
-	}
+	b, c := u.b, u.c
 	res.Verified = "size"
 	switch b.cfg.Verify {
 	case VerifyHash:
@@ -216,12 +255,6 @@ func (u *upload) publish(ctx context.Context, res *backends.UploadResult) error 
 		res.Verified = "read-back"
 	}
 	b.log.Debug("upload verified", "path", u.p, "how", res.Verified)
-	if err := c.sftp.Chmod(u.partial, src.Mode().Perm()); err != nil {
-		return err
-	}
-	if err := setTimes(c, u.partial, src.ModTime()); err != nil {
-		return err
-	}
 	if err := b.replace(c, u.partial, u.final); err != nil {
 		if fi, serr := c.sftp.Lstat(u.final); serr == nil && fi.IsDir() {
 			return backends.Permanent(fmt.Errorf("%s is a directory: %w", u.final, err))
