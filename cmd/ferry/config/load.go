@@ -62,6 +62,7 @@ func parse(name string, data []byte, env func(string) (string, bool), perm os.Fi
 		if c != nil {
 			c.File = name
 			d.checkSources(c)
+			d.checkOverlaps(c)
 		}
 	}
 	if checkPerm && d.inlineSecret != nil && perm&0o077 != 0 {

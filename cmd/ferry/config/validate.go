@@ -57,6 +57,59 @@ func (d *decoder) checkSources(c *Config) {
 	}
 }
 
+// checkOverlaps looks across jobs at local targets: two targets in one
+// folder undo each other's work, and a mirror deletes whatever another job
+// writes or reads below it.
+func (d *decoder) checkOverlaps(c *Config) {
+	type loc struct {
+		job, idx int
+		path     string
+		t        *Target
+	}
+	var locs []loc
+	for i, j := range c.Jobs {
+		for ti, t := range j.Targets {
+			if t.Type == Local && t.Path != "" {
+				locs = append(locs, loc{i, ti, realPath(t.Path), t})
+			}
+		}
+	}
+	name := func(l loc) string {
+		return fmt.Sprintf("jobs[%d].targets[%d] (line %d)", l.job, l.idx, l.t.Line)
+	}
+	key := func(l loc) string { return fmt.Sprintf("jobs[%d].targets[%d].path", l.job, l.idx) }
+	mirror := func(l loc) bool { return c.Jobs[l.job].Mode == Mirror }
+	for a := range locs {
+		for b := range a {
+			A, B := locs[a], locs[b]
+			msg := ""
+			switch {
+			case A.path == B.path:
+				msg = "%s is also the target of %s: two writers in one folder undo each other"
+			case within(B.path, A.path) && mirror(A):
+				msg = "%s holds the target of %s: this mirror would delete what that one writes"
+			case within(A.path, B.path) && mirror(B):
+				msg = "%s is inside the target of %s, a mirror that would delete it"
+			}
+			if msg != "" {
+				d.at(A.t.pathPos, key(A), msg, A.t.Path, name(B))
+				break // one overlap per target is enough to act on
+			}
+		}
+		if !mirror(locs[a]) {
+			continue
+		}
+		for k, j := range c.Jobs {
+			if k == locs[a].job || j.Source == "" {
+				continue
+			}
+			if src := realPath(j.Source); src == locs[a].path || within(src, locs[a].path) {
+				d.at(locs[a].t.pathPos, key(locs[a]), "%s holds the source of jobs[%d] (line %d): this mirror would delete it", locs[a].t.Path, k, j.Line)
+			}
+		}
+	}
+}
+
 func jobKey(i int, key string) string { return "jobs[" + itoa(i) + "]." + key }
 
 func itoa(i int) string { return strconv.Itoa(i) }
