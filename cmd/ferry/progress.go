@@ -66,7 +66,8 @@ func drawBars(c *engine.Counter, stderr io.Writer, logw *switchWriter, done <-ch
 		select {
 		case <-done:
 			if bar != nil {
-				bar.SetTotal(-1, true) // complete at the current count
+				bar.SetCurrent(c.Snapshot().Bytes)
+				bar.SetTotal(-1, true) // complete at the final count
 			}
 			p.Wait()
 			return
