@@ -197,7 +197,7 @@ func (d *decoder) targetURL(n *yaml.Node, path string) []setter {
 		if errors.As(err, &ue) {
 			err = ue.Err
 		}
-		d.errorf(n, path, "is not a valid URL: %v", err)
+		d.errorf(n, path, "is not a valid URL%s", urlDetail(s.val, err.Error()))
 		return nil
 	}
 	set := func(key string, apply func(*Target)) setter { return setter{key, node, path, apply} }
@@ -211,7 +211,7 @@ func (d *decoder) targetURL(n *yaml.Node, path string) []setter {
 			if i := strings.Index(msg, "\": "); i >= 0 {
 				msg = msg[i+3:]
 			}
-			d.errorf(n, path, "is not a valid sftp URL (sftp://user@host:port/path): %s", msg)
+			d.errorf(n, path, "is not a valid sftp URL (sftp://user@host:port/path)%s", urlDetail(s.val, msg))
 			return nil
 		}
 		out = append(out, set("type", func(t *Target) { t.Type = SFTP }),
@@ -251,6 +251,16 @@ func (d *decoder) targetURL(n *yaml.Node, path string) []setter {
 		return nil
 	}
 	return out
+}
+
+// urlDetail is ": reason" for a URL that failed to parse, or nothing when
+// the URL has user info: a password holding a '/' hides from the check for
+// passwords, and the reason could quote a piece of it.
+func urlDetail(raw, reason string) string {
+	if strings.Contains(raw, "@") {
+		return ""
+	}
+	return ": " + reason
 }
 
 // buildTarget applies the defaults and the target's own keys over the
