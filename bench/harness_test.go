@@ -214,13 +214,25 @@ type tool struct {
 	why string
 }
 
+// side says how to run one workload for every tool.
+type side struct {
+	src string
+	// prepare makes the destination for one run and returns it.
+	prepare func(t tool, rep int) string
+	// check verifies the destination afterwards (untimed), so a tool that
+	// skips work cannot win.
+	check func(src, dst string) error
+	// done, if set, cleans the destination up (untimed).
+	done func(dst string)
+	// server, if set, is the pid of a server whose finished sessions'
+	// CPU is charged to the run (see ReapedCPU).
+	server func() int
+}
+
 // runSide runs every tool reps times, interleaved and with the order
-// rotated each round so drift (page cache, writeback, thermal) hits all
-// tools alike. prepare makes the destination for one run and returns it;
-// check verifies it afterwards (untimed) so a tool that skips work cannot
-// win. A tool that fails is recorded as not measured and dropped.
-func runSide(b *testing.B, s *Scenario, tools []tool, src string,
-	prepare func(t tool, rep int) string, check func(src, dst string) error, done func(dst string)) {
+// rotated each round so drift (page cache, writeback, other load) hits all
+// tools alike. A tool that fails is recorded as not measured and dropped.
+func runSide(b *testing.B, s *Scenario, tools []tool, sd side) {
 	b.Helper()
 	before := loadAvg()
 	defer func() { s.Note("load average (1, 5, 15 min) before: %s; after: %s", before, loadAvg()) }()
@@ -238,16 +250,26 @@ func runSide(b *testing.B, s *Scenario, tools []tool, src string,
 			if failed[t.name] {
 				continue
 			}
-			dst := prepare(t, rep)
+			dst := sd.prepare(t, rep)
 			syscall.Sync()
-			ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout())
-			res, err := Measure(ctx, t.cmd(src, dst))
-			cancel()
-			if err == nil && check != nil {
-				err = check(src, dst)
+			srvPID, srvBefore := 0, time.Duration(0)
+			if sd.server != nil {
+				srvPID = sd.server()
+				settle(srvPID)
+				srvBefore = ReapedCPU(srvPID)
 			}
-			if done != nil {
-				done(dst)
+			ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout())
+			res, err := Measure(ctx, t.cmd(sd.src, dst))
+			cancel()
+			if srvPID != 0 {
+				settle(srvPID)
+				res.ServerCPU = ReapedCPU(srvPID) - srvBefore
+			}
+			if err == nil && sd.check != nil {
+				err = sd.check(sd.src, dst)
+			}
+			if sd.done != nil {
+				sd.done(dst)
 			}
 			if err != nil {
 				b.Logf("%s: %s: %v", s.Name, t.name, err)
@@ -255,10 +277,19 @@ func runSide(b *testing.B, s *Scenario, tools []tool, src string,
 				failed[t.name] = true
 				continue
 			}
-			b.Logf("%s: %s run %d: %.3fs cpu %.3fs maxRSS %s treeRSS %s load %s", s.Name, t.name, rep+1,
-				res.Wall.Seconds(), res.CPU.Seconds(), mib(res.MaxRSSKiB), mib(res.TreeRSSKiB), loadAvg())
+			b.Logf("%s: %s run %d: %.3fs cpu %.3fs server cpu %.3fs maxRSS %s treeRSS %s load %s", s.Name, t.name, rep+1,
+				res.Wall.Seconds(), res.CPU.Seconds(), res.ServerCPU.Seconds(), mib(res.MaxRSSKiB), mib(res.TreeRSSKiB), loadAvg())
 			s.Add(t.name, res)
 		}
+	}
+}
+
+// settle waits (up to 5s) until the server has no session left, so the
+// CPU of the run's sessions has been reaped into its counters.
+func settle(pid int) {
+	deadline := time.Now().Add(5 * time.Second)
+	for HasChildren(pid) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

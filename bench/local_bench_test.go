@@ -67,7 +67,7 @@ func BenchmarkLocalSmallFiles(b *testing.B) {
 	s := NewScenario("local: 10,000 x 4 KiB into an empty folder")
 	localCopyWants(s)
 	register(s)
-	runSide(b, s, localTools(b), src, freshDst(b, "local-small"), sameTree, removeDst)
+	runSide(b, s, localTools(b), side{src: src, prepare: freshDst(b, "local-small"), check: sameTree, done: removeDst})
 	report(b, s)
 }
 
@@ -78,7 +78,7 @@ func BenchmarkLocalBigFile(b *testing.B) {
 	s := NewScenario(fmt.Sprintf("local: one %d MiB file into an empty folder", bigSize()>>20))
 	localCopyWants(s)
 	register(s)
-	runSide(b, s, localTools(b), src, freshDst(b, "local-big"), sameTree, removeDst)
+	runSide(b, s, localTools(b), side{src: src, prepare: freshDst(b, "local-big"), check: sameTree, done: removeDst})
 	report(b, s)
 }
 
@@ -112,7 +112,7 @@ func BenchmarkLocalNoOp(b *testing.B) {
 			b.Logf("no-op: first run of %s: %v", t.name, err)
 		}
 	}
-	runSide(b, s, tools, src, func(t tool, rep int) string { return dsts[t.name] }, sameTree, nil)
+	runSide(b, s, tools, side{src: src, prepare: func(t tool, rep int) string { return dsts[t.name] }, check: sameTree})
 	for _, d := range dsts {
 		os.RemoveAll(d)
 	}

@@ -20,6 +20,10 @@ type Result struct {
 	// reaped (wait4 rusage). On a busy machine it moves far less than
 	// Wall, so it is the figure to trust when the load is high.
 	CPU time.Duration
+	// ServerCPU is CPU time spent by the server for this run (sshd and
+	// what it ran: internal-sftp, a remote rsync), when the benchmark can
+	// see it; zero otherwise.
+	ServerCPU time.Duration
 	// MaxRSSKiB is the kernel's peak resident set of the single largest
 	// process in the tree: wait4 reports max(own, reaped descendants') for
 	// the child, so a grandchild such as the ssh that rsync starts counts
@@ -244,6 +248,49 @@ func parentOf(pid int) (int, bool) {
 	}
 	ppid, err := strconv.Atoi(f[1])
 	return ppid, err == nil
+}
+
+// ReapedCPU returns the user plus system time of all reaped descendants of
+// pid (the cutime and cstime fields of /proc/PID/stat): for a daemon such as
+// sshd, the CPU its finished sessions used. It returns 0 when pid is gone.
+func ReapedCPU(pid int) time.Duration {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	// After ')': state(3) ppid(4) ... utime(14) stime(15) cutime(16) cstime(17).
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 15 {
+		return 0
+	}
+	cu, _ := strconv.ParseInt(f[13], 10, 64)
+	cs, _ := strconv.ParseInt(f[14], 10, 64)
+	return time.Duration(cu+cs) * time.Second / clockTicks
+}
+
+// clockTicks is USER_HZ, 100 on every Linux that Go supports.
+const clockTicks = 100
+
+// HasChildren reports whether pid has any live child process.
+func HasChildren(pid int) bool {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return false
+	}
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if pp, ok := parentOf(p); ok && pp == pid {
+			return true
+		}
+	}
+	return false
 }
 
 var pageKiB = int64(os.Getpagesize() / 1024)

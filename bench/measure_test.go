@@ -107,3 +107,35 @@ func TestTreeRSSSeesChildren(t *testing.T) {
 		t.Errorf("treeRSS = %d KiB, own = %d KiB; want the sleeping child counted", all, own)
 	}
 }
+
+func TestReapedCPU(t *testing.T) {
+	// A shell that burns a fixed amount of CPU in a child it reaps, then
+	// lingers: while it lingers, its reaped CPU must account for nearly
+	// all the CPU the whole tree reports at exit.
+	busy := "i=0; while [ $i -lt 50000 ]; do i=$((i+1)); done"
+	cmd := exec.Command("sh", "-c", "sh -c '"+busy+"'; sleep 0.5")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	time.Sleep(20 * time.Millisecond)
+	if !HasChildren(pid) {
+		t.Error("HasChildren = false while the busy child runs")
+	}
+	var reaped time.Duration
+	for HasChildren(pid) {
+		// Sample until the sleep exits; the last sample taken while the
+		// shell still lives has the busy child's CPU.
+		if r := ReapedCPU(pid); r > 0 {
+			reaped = r
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	total := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	if reaped <= 0 || reaped < total/2 || reaped > total+20*time.Millisecond {
+		t.Errorf("ReapedCPU = %v while the tree used %v in all; want most of it", reaped, total)
+	}
+}

@@ -104,7 +104,7 @@ func BenchmarkSFTPBigFile(b *testing.B) {
 			return Command{Name: "rclone", Args: args, Env: env}
 		}},
 	}
-	runSide(b, s, tools, src, remoteDst(b, srv, "sftp-big"), sameTree, removeDst)
+	runSide(b, s, tools, side{src: src, prepare: remoteDst(b, srv, "sftp-big"), check: sameTree, done: removeDst, server: srv.PID})
 	report(b, s)
 }
 
@@ -129,7 +129,7 @@ func BenchmarkSFTPSmallFiles(b *testing.B) {
 			return Command{Name: "rclone", Args: args, Env: env}
 		}},
 	}
-	runSide(b, s, tools, src, remoteDst(b, srv, "sftp-small"), sameTree, removeDst)
+	runSide(b, s, tools, side{src: src, prepare: remoteDst(b, srv, "sftp-small"), check: sameTree, done: removeDst, server: srv.PID})
 	report(b, s)
 }
 
