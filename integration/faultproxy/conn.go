@@ -52,7 +52,7 @@ func (c *Conn) Closed() bool { return c.closed.Load() }
 func (c *Conn) Done() <-chan struct{} { return c.done }
 
 // Reset closes this connection with a TCP reset on both sides.
-func (c *Conn) Reset() { c.reset(false) }
+func (c *Conn) Reset() { c.reset() }
 
 // Pass turns this connection's own faults off; global ones still apply.
 func (c *Conn) Pass() {
@@ -81,20 +81,38 @@ func (c *Conn) set(change func(*faults)) {
 	c.p.notify()
 }
 
-// reset closes both sockets with RST (SO_LINGER 0). With drainUp, bytes
-// already written upstream are first given a moment to be delivered, so a
-// cut at a byte count is exact at the receiving end.
-func (c *Conn) reset(drainUp bool) {
+// reset closes both sockets with RST (SO_LINGER 0).
+func (c *Conn) reset() {
 	c.end(func(up *net.TCPConn) {
 		if up != nil {
-			if drainUp {
-				drain(up, time.Second)
-			}
 			_ = up.SetLinger(0)
 			up.Close()
 		}
 		_ = c.client.SetLinger(0)
 		c.client.Close()
+	})
+}
+
+// cutGrace bounds how long a cut connection waits for the upstream to read
+// what was forwarded and close its side.
+const cutGrace = 5 * time.Second
+
+// cut ends the connection at a byte count: the client gets a reset at once,
+// while the upstream gets end-of-stream after the bytes already forwarded.
+// A reset would make the upstream's kernel drop bytes it had received but
+// its program had not read yet; this way the server reads exactly what the
+// proxy counted. Whatever the upstream still sends is dropped.
+func (c *Conn) cut() {
+	c.end(func(up *net.TCPConn) {
+		_ = c.client.SetLinger(0)
+		c.client.Close()
+		if up == nil {
+			return
+		}
+		_ = up.CloseWrite()
+		_ = up.SetReadDeadline(time.Now().Add(cutGrace))
+		_, _ = io.Copy(io.Discard, up)
+		up.Close()
 	})
 }
 
@@ -127,7 +145,7 @@ func (c *Conn) run() {
 	if err != nil {
 		// The upstream refused or is gone: the client sees a reset, as it
 		// would from a server that is down.
-		c.reset(false)
+		c.reset()
 		return
 	}
 	up := nc.(*net.TCPConn)
@@ -169,7 +187,7 @@ func (c *Conn) pipe(src, dst *net.TCPConn, upward bool) {
 			if errors.Is(err, io.EOF) {
 				_ = dst.CloseWrite()
 			} else {
-				c.reset(false)
+				c.reset()
 			}
 			return
 		}
@@ -243,7 +261,7 @@ func (c *Conn) forward(dst *net.TCPConn, chunk []byte, upward bool) error {
 
 		if n > 0 {
 			if _, err := dst.Write(piece[:n]); err != nil {
-				c.reset(false)
+				c.reset()
 				return err
 			}
 			if upward {
@@ -256,17 +274,18 @@ func (c *Conn) forward(dst *net.TCPConn, chunk []byte, upward bool) error {
 		}
 		switch fire {
 		case FaultReset:
-			c.p.mu.Lock()
-			up := c.upstream
-			c.p.mu.Unlock()
-			drain(up, time.Second)
-			c.p.Reset()
+			for _, o := range c.p.Conns() {
+				if o != c {
+					o.reset()
+				}
+			}
+			c.cut()
 			return errClosed
 		case FaultBlackHole:
 			c.p.BlackHole()
 		}
 		if cut {
-			c.reset(true)
+			c.cut()
 			return errClosed
 		}
 		chunk = chunk[n:]

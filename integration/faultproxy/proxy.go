@@ -16,7 +16,7 @@ import (
 type Fault int
 
 const (
-	// FaultReset resets every open connection, as if the link died.
+	// FaultReset ends every open connection, as if the link died.
 	FaultReset Fault = iota + 1
 	// FaultBlackHole turns the global black hole on; Pass turns it off.
 	FaultBlackHole
@@ -110,7 +110,13 @@ func (p *Proxy) Close() error {
 	p.cancel()
 	err := p.ln.Close()
 	for _, c := range conns {
-		c.reset(false)
+		// Wake a cut that waits for its upstream to finish reading.
+		p.mu.Lock()
+		if c.upstream != nil {
+			_ = c.upstream.SetDeadline(time.Now())
+		}
+		p.mu.Unlock()
+		c.reset()
 	}
 	p.wg.Wait()
 	return err
@@ -175,7 +181,7 @@ func (p *Proxy) Pass() {
 // connections are accepted as before.
 func (p *Proxy) Reset() {
 	for _, c := range p.Conns() {
-		c.reset(false)
+		c.reset()
 	}
 }
 
@@ -198,9 +204,10 @@ func (p *Proxy) RefuseNew() {
 	p.refuse = true
 }
 
-// DataLimit cuts (resets) each connection once n more bytes have gone
-// upstream on it: open connections count from now, new ones from their
-// start. The limit holds for new connections until Pass.
+// DataLimit cuts each connection once n more bytes have gone upstream on
+// it: open connections count from now, new ones from their start. The
+// client sees a reset; the upstream reads exactly the bytes forwarded, then
+// end-of-stream. The limit holds for new connections until Pass.
 func (p *Proxy) DataLimit(n int64) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -230,7 +237,9 @@ func (p *Proxy) Bandwidth(bytesPerSec int64) {
 }
 
 // FireAfter arms a one-shot fault: once n more bytes have gone upstream,
-// all connections together, exactly n are forwarded and then f fires. A new
+// all connections together, exactly n are forwarded and then f fires. For
+// FaultReset the connection that carried byte n is cut as by DataLimit (its
+// upstream reads exactly those bytes) and all others are reset. A new
 // call replaces an armed one; Pass disarms it.
 func (p *Proxy) FireAfter(n int64, f Fault) {
 	p.mu.Lock()

@@ -186,6 +186,23 @@ func readErr(c net.Conn) error {
 	}
 }
 
+// expectReset writes data to c while reading from it until an error, and
+// fails the test unless the connection was reset. A socket reports a reset
+// once: to the write or to the read, whichever asks first.
+func expectReset(t *testing.T, c net.Conn, data []byte) {
+	t.Helper()
+	werr := make(chan error, 1)
+	go func() {
+		_, err := c.Write(data)
+		werr <- err
+	}()
+	rerr := readErr(c)
+	c.Close() // unblocks a write still waiting
+	if err := <-werr; !isReset(rerr) && !isReset(err) {
+		t.Fatalf("read ended with %v, write with %v; want a connection reset", rerr, err)
+	}
+}
+
 func TestPassCountsExactly(t *testing.T) {
 	e := newEcho(t)
 	p := newProxy(t, e.ln.Addr().String())
@@ -309,10 +326,7 @@ func TestDataLimit(t *testing.T) {
 			c := dial(t, p)
 			roundTrip(t, c, []byte("warm up"))
 			tc.set(p)
-			go func() { _, _ = c.Write(random(1 << 20)) }()
-			if err := readErr(c); !isReset(err) {
-				t.Fatalf("client read: %v, want connection reset", err)
-			}
+			expectReset(t, c, random(1<<20))
 			ec := e.conn(t, 0)
 			ec.wait(t)
 			if got := ec.got.Load() - int64(len("warm up")); got != limit {
@@ -330,10 +344,7 @@ func TestDataLimitGlobalHoldsForNewConnections(t *testing.T) {
 	p := newProxy(t, e.ln.Addr().String())
 	p.DataLimit(10)
 	c := dial(t, p)
-	go func() { _, _ = c.Write(random(100)) }()
-	if err := readErr(c); !isReset(err) {
-		t.Fatalf("client read: %v, want connection reset", err)
-	}
+	expectReset(t, c, random(100))
 	ec := e.conn(t, 0)
 	ec.wait(t)
 	if got := ec.got.Load(); got != 10 {
@@ -355,10 +366,7 @@ func TestResetAfterFiresOnce(t *testing.T) {
 	if !p.Armed() {
 		t.Fatal("not armed")
 	}
-	go func() { _, _ = c.Write(random(4 << 20)) }()
-	if err := readErr(c); !isReset(err) {
-		t.Fatalf("client read: %v, want connection reset", err)
-	}
+	expectReset(t, c, random(4<<20))
 	ec := e.conn(t, 0)
 	ec.wait(t)
 	if got := ec.got.Load() - 4; got != at {
@@ -419,11 +427,14 @@ func TestLatency(t *testing.T) {
 			if el := time.Since(start); el < 2*d {
 				t.Fatalf("round trip took %v, want at least %v", el, 2*d)
 			}
+			// Five round trips would take 10d with the delay still on.
 			p.Pass()
 			start = time.Now()
-			roundTrip(t, c, []byte("z"))
-			if el := time.Since(start); el >= d {
-				t.Fatalf("round trip after Pass took %v", el)
+			for range 5 {
+				roundTrip(t, c, []byte("z"))
+			}
+			if el := time.Since(start); el >= 5*d {
+				t.Fatalf("5 round trips after Pass took %v", el)
 			}
 		})
 	}
@@ -452,11 +463,12 @@ func TestBandwidth(t *testing.T) {
 			if el < 400*time.Millisecond || el > 3*time.Second {
 				t.Fatalf("200 KiB at 400 KiB/s took %v", el)
 			}
+			// 2 MiB would take 5 s with the cap still on.
 			p.Pass()
 			start = time.Now()
-			roundTrip(t, c, msg)
-			if el := time.Since(start); el > 200*time.Millisecond {
-				t.Fatalf("200 KiB after Pass took %v", el)
+			roundTrip(t, c, random(2<<20))
+			if el := time.Since(start); el > 2500*time.Millisecond {
+				t.Fatalf("2 MiB after Pass took %v", el)
 			}
 		})
 	}

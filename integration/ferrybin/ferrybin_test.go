@@ -2,6 +2,7 @@ package ferrybin
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -51,9 +52,7 @@ func TestExitCodes(t *testing.T) {
 func TestKill(t *testing.T) {
 	// A sleep stands in for a long sync, so the test does not depend on
 	// how fast ferry is.
-	cmd := Command(t)
-	cmd.Path, cmd.Args = "/bin/sh", []string{"sh", "-c", "sleep 30 & wait"}
-	p := StartCmd(t, cmd)
+	p := StartCmd(t, exec.Command("/bin/sh", "-c", "sleep 30 & wait"))
 	time.Sleep(50 * time.Millisecond)
 	p.Kill()
 	select {
