@@ -22,13 +22,14 @@ defaults:
   keepalive: 30s
   accept_new_host_key: true
   verify: hash
+  identity: ~/.ssh/id_test
 jobs:
   - name: j
     source: ${FERRY_TEST}/src
     targets:
       - {name: inherits, type: local, path: "${FERRY_TEST}/out/a"}
       - {name: zeroes, type: local, path: "${FERRY_TEST}/out/b", fsync: true, bwlimit: 0, verify: none}
-      - {name: ssh, type: sftp, host: h, path: p, keepalive: 0, accept_new_host_key: false}
+      - {name: ssh, type: sftp, host: h, path: p, keepalive: 5s, accept_new_host_key: false, identity: ""}
       - {name: ssh2, type: sftp, host: h, path: p}
 `
 	c, err := Parse("overlay.yaml", []byte(yml), f.lookup)
@@ -48,7 +49,9 @@ jobs:
 		{"explicit fsync true", ts[1].Fsync, true},
 		{"explicit bwlimit 0", ts[1].BWLimit, int64(0)},
 		{"explicit verify none", ts[1].Verify, VerifyNone},
-		{"explicit keepalive 0", ts[2].Keepalive, time.Duration(0)},
+		{"explicit keepalive", ts[2].Keepalive, 5 * time.Second},
+		{"explicit empty identity", ts[2].Identity, ""},
+		{"inherited identity", ts[3].Identity, filepath.Join(f.root, "home", ".ssh", "id_test")},
 		{"explicit accept false", ts[2].AcceptNewHostKey, false},
 		{"inherited keepalive", ts[3].Keepalive, 30 * time.Second},
 		{"inherited accept", ts[3].AcceptNewHostKey, true},

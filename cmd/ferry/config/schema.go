@@ -65,7 +65,8 @@ package config
 //	       hold a password, and may not be combined with the keys it sets.
 //	path:  local: the target directory (required); sftp: the remote
 //	       directory (required; relative paths are relative to the login
-//	       directory); s3: a key prefix inside the bucket (optional)
+//	       directory, "." is the login directory); s3: a key prefix inside
+//	       the bucket (optional)
 //
 //	shared by all types:
 //	transfers: files in flight at once (default 4, at least 1)
@@ -89,7 +90,7 @@ package config
 //	password:             login password (secret; prefer ${VAR} or password_file)
 //	password_file:        file holding the login password
 //	passphrase_file:      file holding the identity's passphrase
-//	keepalive:            interval of keepalive probes (default 15s; 0 disables)
+//	keepalive:            interval of keepalive probes (default 15s, at least 1s)
 //	keepalive_max_missed: missed probes before the connection is declared dead
 //	                      and re-made (default 3, at least 1)
 //	chunk_size:           size of each write request (default 32K, at most 255K)
@@ -103,6 +104,14 @@ package config
 //	access_key_id:     (default: the usual AWS environment and files)
 //	secret_access_key: secret; prefer ${VAR}; required with access_key_id
 //	insecure:          plain http instead of https (default false)
+//
+// Checks beyond single values: names unique (jobs in the file, targets in a
+// job); a source must be an existing directory; a local target may not be
+// inside its source or hold it, may not share a folder with another target,
+// and a mirror target may not hold another target or another job's source;
+// identity, password_file, passphrase_file (and known_hosts unless
+// accept_new_host_key) must exist; password and password_file exclude each
+// other, as do access_key_id without secret_access_key.
 //
 // Secrets (password, secret_access_key): a file that holds one inline (not
 // only ${VAR} references) must not be readable by group or others (chmod 600),

@@ -66,6 +66,18 @@ func readDuration(d *decoder, n *yaml.Node, k string) (time.Duration, bool) {
 	v, ok := d.duration(n, k)
 	return time.Duration(v), ok
 }
+
+// readKeepalive allows no zero: keepalive is how a dead link is found, and
+// the SFTP target has no way to turn it off.
+func readKeepalive(d *decoder, n *yaml.Node, k string) (time.Duration, bool) {
+	v, ok := readDuration(d, n, k)
+	if ok && v < time.Second {
+		d.errorf(n, k, "%v is too short (at least 1s; keepalive cannot be turned off)", v)
+		return 0, false
+	}
+	return v, ok
+}
+
 func readInt(lo, hi int) func(*decoder, *yaml.Node, string) (int, bool) {
 	return func(d *decoder, n *yaml.Node, k string) (int, bool) { return d.integer(n, k, lo, hi) }
 }
@@ -91,7 +103,7 @@ var targetFields = []tfield{
 	field("password", SFTP, readSecret, func(t *Target) *Secret { return &t.Password }),
 	field("password_file", SFTP, readLocalPath, func(t *Target) *string { return &t.PasswordFile }),
 	field("passphrase_file", SFTP, readLocalPath, func(t *Target) *string { return &t.PassphraseFile }),
-	field("keepalive", SFTP, readDuration, func(t *Target) *time.Duration { return &t.Keepalive }),
+	field("keepalive", SFTP, readKeepalive, func(t *Target) *time.Duration { return &t.Keepalive }),
 	field("keepalive_max_missed", SFTP, readInt(1, 1000), func(t *Target) *int { return &t.KeepaliveMaxMissed }),
 	field("chunk_size", SFTP, readChunk, func(t *Target) *int64 { return &t.ChunkSize }),
 	field("requests_in_flight", SFTP, readInt(1, 1024), func(t *Target) *int { return &t.RequestsInFlight }),
