@@ -177,6 +177,9 @@ func testLarge(t *testing.T, e *env) {
 	if res.Resumed+res.Sent != int64(len(data)) {
 		t.Errorf("upload reported resumed %d + sent %d, want %d bytes", res.Resumed, res.Sent, len(data))
 	}
+	if v := res.Verified; v != "size" && v != "sha256" && v != "read-back" {
+		t.Errorf("upload reported Verified %q, want size, sha256 or read-back", v)
+	}
 	got, how, err := backends.Hash(t.Context(), e.b, "large.bin")
 	if err != nil {
 		t.Fatalf("Hash: %v", err)
