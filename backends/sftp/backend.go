@@ -34,6 +34,8 @@ type Backend struct {
 
 	splitAt int64 // uploads with this much left to send use two connections
 
+	verifiedBy sync.Map // verification methods used so far, logged once each
+
 	hashMu    sync.Mutex
 	hashState int // 0 unknown, 1 sha256sum works, 2 it does not
 }

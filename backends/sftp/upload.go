@@ -254,6 +254,9 @@ func (u *upload) publish(ctx context.Context, res *backends.UploadResult) error 
 		}
 		res.Verified = "read-back"
 	}
+	if _, seen := b.verifiedBy.LoadOrStore(res.Verified, true); !seen {
+		b.log.Info("uploads are verified", "how", res.Verified, "asked", string(b.cfg.Verify), "addr", b.cfg.addr)
+	}
 	b.log.Debug("upload verified", "path", u.p, "how", res.Verified)
 	if err := b.replace(c, u.partial, u.final); err != nil {
 		if fi, serr := c.sftp.Lstat(u.final); serr == nil && fi.IsDir() {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path"
 	"strconv"
 	"strings"
 )
@@ -41,6 +42,8 @@ func (t Target) String() string {
 	switch {
 	case t.Path == "." || t.Path == "":
 		u.Path = "/"
+	case t.Path == "/" || t.Path == "/~" || strings.HasPrefix(t.Path, "/~/"):
+		u.Path = "/" + t.Path // not the login directory
 	case strings.HasPrefix(t.Path, "/"):
 		u.Path = t.Path
 	default:
@@ -51,8 +54,8 @@ func (t Target) String() string {
 
 // ParseURL parses sftp://[user@]host[:port][/path]. IPv6 hosts are written
 // in brackets; user and path are percent-decoded. An empty path or "/" is the
-// login directory ("."), "/~/x" is x below the login directory, and any other
-// path is absolute. A password in the URL, a query or a fragment is refused:
+// login directory ("."), "/~/x" is x below the login directory, "//" is the
+// server's root, and any other path is absolute; paths are cleaned. A password in the URL, a query or a fragment is refused:
 // ferry takes secrets from keys and ssh-agent only.
 func ParseURL(s string) (Target, error) {
 	fail := func(format string, a ...any) (Target, error) {
@@ -78,7 +81,7 @@ func ParseURL(s string) (Target, error) {
 		if strings.Contains(user, ":") {
 			return fail("passwords in URLs are not supported; use a key or ssh-agent")
 		}
-		if user == "" || !validText(user) || strings.ContainsAny(user, "@/") {
+		if user == "" || !validText(user) || strings.Contains(user, "/") {
 			return fail("invalid user %q", user)
 		}
 		t.User = user
@@ -89,23 +92,20 @@ func ParseURL(s string) (Target, error) {
 		return fail("%v", err)
 	}
 	t.Host, t.Port = host, port
-	path, err := url.PathUnescape(p)
+	p, err = url.PathUnescape(p)
 	if err != nil {
 		return fail("path: %v", err)
 	}
-	if !validText(path) {
+	if !validText(p) {
 		return fail("path holds control characters")
 	}
 	switch {
-	case path == "" || path == "/" || path == "/~" || path == "/~/":
+	case p == "" || p == "/" || p == "/~" || p == "/~/":
 		t.Path = "."
-	case strings.HasPrefix(path, "/~/"):
-		t.Path = strings.TrimSuffix(path[3:], "/")
+	case strings.HasPrefix(p, "/~/"):
+		t.Path = path.Clean(p[3:])
 	default:
-		t.Path = path
-		if len(path) > 1 {
-			t.Path = strings.TrimSuffix(path, "/")
-		}
+		t.Path = path.Clean(p) // "//" is the server's "/"
 	}
 	return t, nil
 }
