@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +24,9 @@ import (
 // Binary is where Debian's openssh-server puts sshd. It is started by this
 // absolute path because sshd re-executes itself and refuses a relative one.
 const Binary = "/usr/sbin/sshd"
+
+// binary is Binary, a variable so that a test can make it go missing.
+var binary = Binary
 
 // InstallHint says how to get Binary onto a Debian machine.
 const InstallHint = "install it with `apt-get install -y --no-install-recommends openssh-server` or run `scripts/test-deps.sh` as root"
@@ -82,11 +86,11 @@ type Server struct {
 // fails the test. Start must be called from the test's goroutine.
 func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
-	if _, err := os.Stat(Binary); err != nil {
+	if _, err := os.Stat(binary); err != nil {
 		if os.Getenv("CI") == "true" {
-			t.Fatalf("sshd fixture: %s not found (%v); %s", Binary, err, InstallHint)
+			t.Fatalf("sshd fixture: %s not found (%v); %s", binary, err, InstallHint)
 		}
-		t.Skipf("sshd fixture: %s not found; %s", Binary, InstallHint)
+		t.Skipf("sshd fixture: %s not found; %s", binary, InstallHint)
 	}
 	// sshd refuses to start without its privilege-separation directory.
 	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
@@ -146,7 +150,13 @@ func Start(t testing.TB, opts Options) *Server {
 // and returns the host key paths.
 func (s *Server) writeKeys(opts Options) ([]string, error) {
 	var paths []string
-	for _, kind := range append([]string{"ed25519"}, opts.HostKeyTypes...) {
+	kinds := []string{"ed25519"}
+	for _, k := range opts.HostKeyTypes {
+		if !slices.Contains(kinds, k) {
+			kinds = append(kinds, k)
+		}
+	}
+	for _, kind := range kinds {
 		key, err := newKey(kind)
 		if err != nil {
 			return nil, fmt.Errorf("host key: %w", err)
@@ -222,13 +232,13 @@ func (s *Server) start() error {
 		return fmt.Errorf("create %s: %w", s.errPath, err)
 	}
 	defer stderr.Close()
-	cmd := exec.Command(Binary, "-D", "-f", s.cfgPath, "-E", s.logPath)
+	cmd := exec.Command(binary, "-D", "-f", s.cfgPath, "-E", s.logPath)
 	cmd.Stdout, cmd.Stderr = stderr, stderr
 	// Its own process group, so a signal meant for the test does not reach it
 	// and Stop can reach the listener without touching the test.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", Binary, err)
+		return fmt.Errorf("start %s: %w", binary, err)
 	}
 	done := make(chan struct{})
 	go func() {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -118,7 +119,8 @@ func TestUnknownHostKeyRefused(t *testing.T) {
 }
 
 func TestHostKeyTypes(t *testing.T) {
-	s := Start(t, Options{HostKeyTypes: []string{"rsa", "ecdsa"}})
+	// ed25519 is always there; naming it again must not add a second key.
+	s := Start(t, Options{HostKeyTypes: []string{"rsa", "ecdsa", "ed25519"}})
 	kh, err := os.ReadFile(s.KnownHostsPath())
 	if err != nil {
 		t.Fatal(err)
@@ -299,3 +301,52 @@ func alive(p int) bool {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// recorder stands in for a test to see whether Start fails or skips it.
+type recorder struct {
+	testing.TB
+	how string
+	msg string
+}
+
+type stop struct{}
+
+func (r *recorder) Helper() {}
+func (r *recorder) Fatalf(format string, args ...any) {
+	r.how, r.msg = "fatal", fmt.Sprintf(format, args...)
+	panic(stop{})
+}
+func (r *recorder) Skipf(format string, args ...any) {
+	r.how, r.msg = "skip", fmt.Sprintf(format, args...)
+	panic(stop{})
+}
+
+func TestMissingSSHD(t *testing.T) {
+	saved := binary
+	binary = filepath.Join(t.TempDir(), "sshd")
+	defer func() { binary = saved }()
+	for _, tc := range []struct {
+		name, ci, want string
+	}{
+		{"CI fails", "true", "fatal"},
+		{"elsewhere skips", "", "skip"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("CI", tc.ci)
+			r := &recorder{TB: t}
+			func() {
+				defer func() {
+					if v := recover(); v != nil {
+						if _, ok := v.(stop); !ok {
+							panic(v)
+						}
+					}
+				}()
+				Start(r, Options{})
+			}()
+			if r.how != tc.want || !strings.Contains(r.msg, "openssh-server") {
+				t.Fatalf("Start with sshd missing and CI=%q: %s %q; want %s with the install hint", tc.ci, r.how, r.msg, tc.want)
+			}
+		})
+	}
+}
