@@ -5,7 +5,10 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+
+	"github.com/fsnotify/fsnotify"
 )
 
 // watchedUnder lists the directories under rel that the watcher and
@@ -172,4 +175,37 @@ func TestRenameStorm(t *testing.T) {
 	i = r.mark()
 	r.write("d3/s/f", "x")
 	r.waitFor(i, "d3/s/f")
+}
+
+// TestMoveWalkedBeforeItsEvent holds the event loop while a directory is
+// made and another is moved into it, so the walk of the new directory finds
+// the moved one before the event of the move arrives. inotify has one watch
+// per directory, so the old registration must give way to the new path.
+func TestMoveWalkedBeforeItsEvent(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(root+"/d/s/t", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	held := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	r := newRigAt(t, root, Options{eventHook: func(fsnotify.Event) {
+		once.Do(func() { close(held); <-release })
+	}}, false)
+	r.mkdirAll("p")
+	<-held
+	if err := os.Rename(r.path("d"), r.path("p/d")); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	r.waitFor(0, "p", "p/d", "p/d/s/t", "d")
+	i := r.mark()
+	r.write("p/d/s/t/new", "x")
+	r.waitFor(i, "p/d/s/t/new")
+	if ours, fsn := r.watchedUnder("d"); len(ours)+len(fsn) > 0 {
+		t.Errorf("watches left under the old name: ours %v, fsnotify %v", ours, fsn)
+	}
+	if ours, fsn := r.watchedUnder("p"); len(ours) != 4 || len(fsn) != 4 {
+		t.Errorf("watched under p: ours %v, fsnotify %v; want p, p/d, p/d/s, p/d/s/t", ours, fsn)
+	}
 }

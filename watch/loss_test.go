@@ -180,3 +180,22 @@ func TestTooManyReadyBecomesRescan(t *testing.T) {
 		t.Fatalf("past the bound: got %+v, want a root rescan and at most 5 hints", w.ready.list)
 	}
 }
+
+func TestOtherWatchFailureFallsBackToPolling(t *testing.T) {
+	fail := func(dir string) error {
+		if dir == "odd" {
+			return fmt.Errorf("add watch: %w", syscall.ENOMEM)
+		}
+		return nil
+	}
+	r := newRig(t, Options{addWatchHook: fail, PollEvery: 100 * time.Millisecond})
+	r.mkdirAll("odd")
+	r.write("odd/f", "x")
+	r.waitFor(0, "odd", "odd/f")
+	i := r.mark()
+	r.write("odd/g", "x")
+	r.waitFor(i, "odd/g")
+	if logs := r.logs.String(); !strings.Contains(logs, "polling it instead") || strings.Contains(logs, "max_user_watches") {
+		t.Errorf("want a polling warning that does not blame the watch limit:\n%s", logs)
+	}
+}

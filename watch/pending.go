@@ -2,6 +2,8 @@ package watch
 
 import (
 	"container/heap"
+	"errors"
+	"io/fs"
 	"os"
 	"time"
 )
@@ -9,6 +11,7 @@ import (
 // pendEntry is a path that changed and is waiting to be quiet and settled.
 type pendEntry struct {
 	due     time.Time // when to look at it next
+	last    time.Time // when its last event came
 	heapDue time.Time // due of its live heap item; others for it are stale
 	// The last size and mtime seen, and when they were first seen.
 	seen   bool
@@ -53,15 +56,16 @@ func (p *pendingSet) clear() {
 	p.m, p.h, p.grown = make(map[string]*pendEntry), nil, false
 }
 
-// touch sets path's due time, keeping what was seen of it.
-func (p *pendingSet) touch(path string, due time.Time) {
+// touch records an event for path at now and sets its due time, keeping
+// what was seen of it.
+func (p *pendingSet) touch(path string, now, due time.Time) {
 	e := p.m[path]
 	if e == nil {
 		e = &pendEntry{}
 		p.m[path] = e
 		p.grown = p.grown || len(p.m) > 4096
 	}
-	e.due = due
+	e.last, e.due = now, due
 	p.schedule(path, e)
 }
 
@@ -102,6 +106,9 @@ func (w *Watcher) flushDue(now time.Time) {
 			continue
 		}
 		delete(p.m, it.path)
+		if h := w.opts.emitHook; h != nil {
+			h(it.path, now)
+		}
 		w.emit(Hint{Path: it.path})
 	}
 	if len(p.m) == 0 && p.grown {
@@ -112,22 +119,28 @@ func (w *Watcher) flushDue(now time.Time) {
 // settleWait is how much longer path must stay unchanged before its hint.
 // A file counts as unchanged since its mtime, or since the watcher first saw
 // its current size and mtime, whichever is longer ago; an mtime in the
-// future counts for nothing. Directories, missing paths and anything that
-// cannot be stat'ed need no wait: the engine looks at them itself.
+// future counts for nothing. A missing path counts as unchanged since its
+// last event: an editor that renames a file away and then writes it anew
+// must not make the engine delete it on the target meanwhile. Directories
+// and paths that cannot be stat'ed need no wait.
 func (w *Watcher) settleWait(path string, e *pendEntry, now time.Time) time.Duration {
 	settle := w.opts.Settle
 	if settle <= 0 {
 		return 0
 	}
 	fi, err := os.Lstat(w.abs(path))
+	if errors.Is(err, fs.ErrNotExist) {
+		return max(0, settle-now.Sub(e.last))
+	}
 	if err != nil || fi.IsDir() {
 		return 0
 	}
 	size, mtime := fi.Size(), fi.ModTime()
 	if !e.seen || size != e.size || !mtime.Equal(e.mtime) {
-		e.seen, e.size, e.mtime, e.seenAt = true, size, mtime, now
+		// Taken after the stat, so no write that the stat saw is later.
+		e.seen, e.size, e.mtime, e.seenAt = true, size, mtime, time.Now()
 	}
-	stable := now.Sub(e.seenAt)
+	stable := max(0, now.Sub(e.seenAt))
 	if age := now.Sub(mtime); age > stable {
 		stable = age
 	}

@@ -217,13 +217,3 @@ func countPath(hs []gotHint, p string) int {
 	}
 	return n
 }
-
-func hasPrefixPath(hs []gotHint, prefix string) []string {
-	var out []string
-	for _, h := range hs {
-		if h.Path == strings.TrimSuffix(prefix, "/") || strings.HasPrefix(h.Path, prefix) {
-			out = append(out, h.Path)
-		}
-	}
-	return out
-}

@@ -80,9 +80,10 @@ func (w *Watcher) created(rel string, now time.Time) {
 
 // addTree watches rel and every directory under it. With announce, every
 // path found is touched, since it may have appeared before its directory
-// was watched. A directory that cannot be watched for lack of inotify
-// watches is handed to the poller with its whole subtree. It returns an
-// error only when rel itself cannot be watched for another reason.
+// was watched. A directory that cannot be watched (out of inotify watches,
+// or another failure of inotify) is handed to the poller with its whole
+// subtree. Without announce (at start-up) it returns an error when rel
+// itself cannot be watched for a reason other than running out of watches.
 func (w *Watcher) addTree(rel string, announce bool) error {
 	now := time.Now()
 	stack := []string{rel}
@@ -98,11 +99,16 @@ func (w *Watcher) addTree(rel string, announce bool) error {
 				w.noSpace(dir, announce)
 			case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ENOTDIR):
 				// Gone again; its parent's event tells the engine.
-			case dir == rel:
+			case dir == rel && !announce:
 				return fmt.Errorf("watch %s: %w", w.abs(dir), err)
+			case errors.Is(err, fs.ErrPermission):
+				// Unreadable, so not pollable either: the engine's scan
+				// reports it as a problem.
+				w.log.Warn("watch: cannot watch directory", "dir", w.abs(dir), "err", err)
 			default:
-				w.log.Warn("watch: cannot watch directory; the periodic rescan still covers it",
-					"dir", w.abs(dir), "err", err)
+				w.log.Warn("watch: cannot watch directory; polling it instead",
+					"dir", w.abs(dir), "err", err, "poll_every", w.opts.PollEvery)
+				w.poll.add(dir, announce)
 			}
 			continue
 		}
@@ -126,17 +132,43 @@ func (w *Watcher) addTree(rel string, announce bool) error {
 	return nil
 }
 
+// dirID is a directory's identity, which a rename keeps.
+type dirID struct{ dev, ino uint64 }
+
 func (w *Watcher) addWatch(dir string) error {
 	if h := w.opts.addWatchHook; h != nil {
 		if err := h(dir); err != nil {
 			return err
 		}
 	}
-	if err := w.fsw.Add(w.abs(dir)); err != nil {
+	abs := w.abs(dir)
+	fi, err := os.Lstat(abs)
+	if err != nil {
+		return err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fmt.Errorf("no device and inode for %s", abs)
+	}
+	id := dirID{uint64(st.Dev), st.Ino}
+	w.mu.Lock()
+	old, moved := w.byID[id]
+	w.mu.Unlock()
+	if moved && old != dir {
+		// Moved here from old, and the event saying so is still on its
+		// way. Adding would only return the watch registered under the
+		// old name, so drop that first.
+		w.dropTree(old)
+	}
+	if err := w.fsw.Add(abs); err != nil {
 		return err
 	}
 	w.mu.Lock()
-	w.dirs[dir] = struct{}{}
+	if prev, had := w.dirs[dir]; had {
+		delete(w.byID, prev)
+	}
+	w.dirs[dir] = id
+	w.byID[id] = dir
 	w.mu.Unlock()
 	return nil
 }
@@ -173,10 +205,13 @@ func (w *Watcher) dropTree(rel string) {
 	prefix := rel + "/"
 	var gone []string
 	w.mu.Lock()
-	for d := range w.dirs {
-		if d == rel || strings.HasPrefix(d, prefix) {
+	for d, id := range w.dirs {
+		if d == rel || rel == "" || strings.HasPrefix(d, prefix) {
 			gone = append(gone, d)
 			delete(w.dirs, d)
+			if w.byID[id] == d {
+				delete(w.byID, id)
+			}
 		}
 	}
 	w.mu.Unlock()

@@ -62,6 +62,7 @@ type Options struct {
 	// Test seams.
 	addWatchHook func(dir string) error // non-nil error replaces adding the watch
 	eventHook    func(fsnotify.Event)   // called before each event is handled
+	emitHook     func(rel string, decided time.Time)
 	maxPending   int
 	maxReady     int
 }
@@ -94,8 +95,12 @@ type Watcher struct {
 	hints chan []Hint
 	poll  *poller
 
-	mu   sync.Mutex // guards dirs; the loop writes, Stats reads
-	dirs map[string]struct{}
+	// The watched directories by path and by identity. inotify keeps one
+	// watch per directory, not per path, so a directory seen at a new path
+	// before its move was reported must lose its old registration first.
+	mu   sync.Mutex // guards dirs and byID; the loop writes, Stats reads
+	dirs map[string]dirID
+	byID map[dirID]string
 
 	// Owned by the goroutine in New, then by Run's loop.
 	pend          pendingSet
@@ -159,7 +164,8 @@ func New(root string, opts Options) (*Watcher, error) {
 		log:    log,
 		fsw:    fsw,
 		hints:  make(chan []Hint),
-		dirs:   make(map[string]struct{}),
+		dirs:   make(map[string]dirID),
+		byID:   make(map[dirID]string),
 		pend:   newPendingSet(),
 		ready:  newReadySet(),
 		closed: make(chan struct{}),
@@ -341,5 +347,5 @@ func (w *Watcher) touch(rel string, now time.Time) {
 		w.emit(Hint{Path: "", Rescan: true})
 		return
 	}
-	w.pend.touch(rel, now.Add(w.opts.Debounce))
+	w.pend.touch(rel, now, now.Add(w.opts.Debounce))
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -106,9 +107,9 @@ func TestIgnoredPathsAreNotHintedNorWatched(t *testing.T) {
 	r.waitFor(i, "final")
 }
 
-// TestSettle checks that a file written in pieces is hinted only after its
-// writes have stopped for Settle, even when the writer pauses for longer
-// than Debounce.
+// TestSettle checks that a file written in pieces is hinted only once it
+// has been unchanged for Settle, even when the writer pauses for longer than
+// Debounce, and that it is hinted once after the writes stop.
 func TestSettle(t *testing.T) {
 	cases := []struct {
 		name     string
@@ -123,43 +124,61 @@ func TestSettle(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var decided []time.Time
+			tc.opts.emitHook = func(rel string, at time.Time) {
+				if rel == "growing" {
+					mu.Lock()
+					decided = append(decided, at)
+					mu.Unlock()
+				}
+			}
 			r := newRig(t, tc.opts)
 			f, err := os.OpenFile(r.path("growing"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 			if err != nil {
 				t.Fatal(err)
 			}
-			start := time.Now()
-			var last time.Time
+			type write struct{ start, end time.Time }
+			var writes []write
 			chunk := strings.Repeat("x", 4096)
-			for time.Since(start) < tc.total {
-				last = time.Now()
+			for begin := time.Now(); time.Since(begin) < tc.total; {
+				s := time.Now()
 				if _, err := f.WriteString(chunk); err != nil {
 					t.Fatal(err)
 				}
+				writes = append(writes, write{s, time.Now()})
 				time.Sleep(tc.interval)
 			}
-			fi, err := f.Stat()
-			if err != nil {
-				t.Fatal(err)
-			}
 			f.Close()
-			got := r.waitFor(0, "growing")
+			r.waitFor(0, "growing")
+			r.barrier(0)
+
 			settle := r.w.opts.Settle
-			for _, h := range got {
-				if h.Path != "growing" {
-					continue
-				}
-				if h.at.Before(last) {
-					t.Fatalf("hint at %v, before the last write at %v (file still being written)",
-						h.at.Sub(start), last.Sub(start))
-				}
-				if h.at.Sub(fi.ModTime()) < settle-20*time.Millisecond {
-					t.Fatalf("hint %v after the last write, want at least Settle=%v",
-						h.at.Sub(fi.ModTime()), settle)
+			// Every hint came at least Settle after the start of each write
+			// that had ended before it was decided (less the coarseness of
+			// file times).
+			mu.Lock()
+			defer mu.Unlock()
+			for _, at := range decided {
+				for _, w := range writes {
+					if !w.end.After(at) && at.Sub(w.start) < settle-10*time.Millisecond {
+						t.Errorf("hint decided %v after a write began, want at least Settle=%v",
+							at.Sub(w.start), settle)
+					}
 				}
 			}
-			if n := countPath(r.barrier(0), "growing"); n != 1 {
-				t.Fatalf("growing file hinted %d times, want 1", n)
+			last := writes[len(writes)-1]
+			if n := len(decided); n == 0 || decided[n-1].Before(last.end) {
+				t.Fatalf("no hint after the last write (hints at %v)", decided)
+			}
+			// Unless the writer itself stalled for longer than Settle (a
+			// loaded machine), there was no hint before the last write.
+			stalled := false
+			for i := 1; i < len(writes); i++ {
+				stalled = stalled || writes[i].start.Sub(writes[i-1].end) >= settle
+			}
+			if len(decided) != 1 && !stalled {
+				t.Errorf("%d hints, want one after the writes stopped", len(decided))
 			}
 		})
 	}
@@ -171,18 +190,26 @@ func TestEditorSaves(t *testing.T) {
 	const final = "final content\n"
 	cases := []struct {
 		name string
+		opts Options
 		save func(r *rig)
 	}{
-		{"write temp file, rename over original", func(r *rig) {
+		{"write temp file, rename over original", Options{}, func(r *rig) {
 			r.write(".doc.txt.tmp1234", final)
 			os.Rename(r.path(".doc.txt.tmp1234"), r.path("doc.txt"))
 		}},
-		{"rename original away, write new, delete backup", func(r *rig) {
+		{"rename original away, write new, delete backup", Options{}, func(r *rig) {
 			os.Rename(r.path("doc.txt"), r.path("doc.txt~"))
 			r.write("doc.txt", final)
 			os.Remove(r.path("doc.txt~"))
 		}},
-		{"truncate and write in place in two pieces", func(r *rig) {
+		{"slow save: original away for longer than Debounce, shorter than Settle",
+			Options{Debounce: 50 * time.Millisecond, Settle: time.Second}, func(r *rig) {
+				os.Rename(r.path("doc.txt"), r.path("doc.txt~"))
+				time.Sleep(300 * time.Millisecond)
+				r.write("doc.txt", final)
+				os.Remove(r.path("doc.txt~"))
+			}},
+		{"truncate and write in place in two pieces", Options{}, func(r *rig) {
 			f, err := os.OpenFile(r.path("doc.txt"), os.O_WRONLY|os.O_TRUNC, 0o644)
 			if err != nil {
 				r.t.Fatal(err)
@@ -199,10 +226,10 @@ func TestEditorSaves(t *testing.T) {
 			if err := os.WriteFile(root+"/doc.txt", []byte("original\n"), 0o644); err != nil {
 				t.Fatal(err)
 			}
-			r := newRigAt(t, root, Options{}, true)
+			r := newRigAt(t, root, tc.opts, true)
 			tc.save(r)
-			got := r.waitFor(0, "doc.txt")
-			got = r.barrier(0)
+			r.waitFor(0, "doc.txt")
+			got := r.barrier(0)
 			if n := countPath(got, "doc.txt"); n != 1 {
 				t.Errorf("doc.txt hinted %d times, want 1: %v", n, pathsOf(got))
 			}
