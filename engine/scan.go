@@ -17,6 +17,19 @@ import (
 // directory nor a symlink (socket, fifo, device): ferry skips it.
 var ErrSpecialFile = errors.New("special file (socket, fifo or device) skipped")
 
+// Incomplete reports whether problems from Scan or ListTarget mean that
+// entries may be missing from a list, so that nothing may be deleted
+// (PlanOptions.Incomplete). Skipped special files do not count: they were
+// read, and are only not copied.
+func Incomplete(problems []Problem) bool {
+	for _, p := range problems {
+		if !errors.Is(p.Err, ErrSpecialFile) {
+			return true
+		}
+	}
+	return false
+}
+
 // readDirNames lists the names in the directory at path. Tests replace it to
 // make a directory unreadable even for root, which ignores permission bits.
 var readDirNames = func(path string) ([]string, error) {

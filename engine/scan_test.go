@@ -279,3 +279,22 @@ func BenchmarkScan(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(n), "ns/entry")
 }
+
+func TestIncomplete(t *testing.T) {
+	fifo := Problem{Path: "f", Err: fmt.Errorf("%w: fifo", ErrSpecialFile)}
+	unread := Problem{Path: "d", Err: fmt.Errorf("read directory: %w", fs.ErrPermission)}
+	for _, tc := range []struct {
+		name     string
+		problems []Problem
+		want     bool
+	}{
+		{"no problems: complete", nil, false},
+		{"only skipped special files: complete", []Problem{fifo, fifo}, false},
+		{"an unreadable directory: incomplete", []Problem{unread}, true},
+		{"a special file and an unreadable directory: incomplete", []Problem{fifo, unread}, true},
+	} {
+		if got := Incomplete(tc.problems); got != tc.want {
+			t.Errorf("%s: Incomplete = %v", tc.name, got)
+		}
+	}
+}
