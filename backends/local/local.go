@@ -28,7 +28,12 @@ type Options struct {
 }
 
 // Backend is a target directory on a local filesystem. It is safe for
-// concurrent use.
+// concurrent use. Every method checks its context before any I/O; Upload
+// checks it again between chunks, List between entries, and Open's reader on
+// each Read. A system call already running is not interrupted. Errors name
+// the operation and path and wrap the backends classes (ErrNotExist,
+// ErrPermission, ErrNoSpace, ErrUnsafePath for a path or link that would
+// leave the root).
 type Backend struct {
 	root   *os.Root
 	name   string
