@@ -72,9 +72,11 @@ type Options struct {
 type Hint struct {
 	// Path is slash-separated and relative to the root; "" is the root.
 	Path string
-	// Rescan means events may have been lost under Path (queue overflow, a
-	// lost watch, a poll that began) or the periodic rescan is due: the
-	// engine should compare Path's whole subtree, not just Path itself.
+	// Rescan means changes under Path may have gone unreported (the kernel's
+	// event queue overflowed, the root was removed or renamed, more paths
+	// changed at once than the watcher tracks singly) or the periodic
+	// rescan is due: the engine should compare Path's whole subtree, not
+	// just Path itself. Today Path is always the root when Rescan is set.
 	Rescan bool
 }
 
@@ -87,6 +89,13 @@ type Stats struct {
 // Watcher watches one directory tree. Create it with New, drive it with Run,
 // read batches from Hints, and stop it with Close or by cancelling Run's
 // context.
+//
+// What it does not see: a change of mode, owner or times alone (chmod,
+// touch) makes no hint, as such events are far more often noise than
+// content; the periodic rescan catches them. A subtree that fell back to
+// polling stays polled until the Watcher is made anew, even after
+// fs.inotify.max_user_watches is raised, and so does the root after it was
+// removed or renamed away.
 type Watcher struct {
 	root  string // absolute
 	opts  Options
@@ -194,9 +203,10 @@ func (w *Watcher) Stats() Stats {
 }
 
 // Run processes events until ctx is cancelled or Close is called, then
-// closes Hints and returns ctx.Err(), or nil after Close. All goroutines it
-// started have ended when it returns. It may be called once; a second call
-// returns an error at once.
+// closes Hints and returns ctx.Err(), or nil after Close. It returns an
+// error if inotify's event stream ends by itself. All goroutines it started
+// have ended when it returns; the inotify watches stay until Close. It may
+// be called once; a second call returns an error at once.
 func (w *Watcher) Run(ctx context.Context) error {
 	if !w.started.CompareAndSwap(false, true) {
 		return errors.New("watch: Run called twice")
@@ -283,10 +293,10 @@ func (w *Watcher) lostNotify(ctx context.Context) error {
 	return errors.New("watch: inotify event stream ended")
 }
 
-// Close stops the watcher: it releases every inotify watch, ends Run (which
-// then returns nil) and waits for it. Safe to call more than once and from
-// any goroutine except one that Run is waiting on; a Watcher whose Run was
-// never called just releases its watches.
+// Close stops the watcher: it ends Run (which then returns nil), waits for
+// it, and releases every inotify watch. Safe to call more than once and
+// from any goroutine; a Watcher whose Run was never called just releases
+// its watches. It fails only if inotify's descriptor cannot be closed.
 func (w *Watcher) Close() error {
 	var err error
 	w.closeOnce.Do(func() {
