@@ -178,7 +178,7 @@ func (d *decoder) boolean(n *yaml.Node, key string) (bool, bool) {
 	if !ok || s.null {
 		return false, ok
 	}
-	switch s.val {
+	switch strings.ToLower(s.val) {
 	case "true":
 		return true, true
 	case "false":

@@ -42,6 +42,7 @@ func Load(path string) (*Config, error) {
 // messages and to resolve relative paths), taking ${VAR} from env; a nil env
 // is os.LookupEnv. It does everything Load does except the permission check,
 // which needs a file. On failure the error is an Errors and the Config nil.
+// Safe for concurrent use if env is.
 func Parse(name string, data []byte, env func(string) (string, bool)) (*Config, error) {
 	return parse(name, data, env, 0, false)
 }
@@ -193,7 +194,7 @@ func parses(data []byte) (ok bool) {
 // Check is the logic of `ferry check`: it loads the file at path and, when
 // it is valid, writes a short summary of its jobs and targets to w. On a
 // problem it writes nothing and returns Load's error, for the caller to
-// print and exit with status 2.
+// print and exit with status 2. Safe for concurrent use.
 func Check(w io.Writer, path string) error {
 	c, err := Load(path)
 	if err != nil {
