@@ -34,6 +34,7 @@ type testServer struct {
 	dir      string
 	hostKeys []ssh.Signer
 	noExec   bool
+	memFS    sftp.Handlers
 
 	authAttempts atomic.Int32
 	users        sync.Map // user names that logged in
@@ -48,6 +49,9 @@ type serverOpts struct {
 	hostKeyTypes []string
 	noExec       bool
 	clientKey    ssh.PublicKey
+	// memFS serves pkg/sftp's in-memory request server instead of the
+	// directory; its plain rename refuses to replace a file, as OpenSSH's.
+	memFS bool
 }
 
 func newHostKey(t testing.TB, typ string) ssh.Signer {
@@ -80,6 +84,9 @@ func startServer(t testing.TB, o serverOpts) *testServer {
 		o.hostKeyTypes = []string{"ed25519"}
 	}
 	s := &testServer{t: t, dir: t.TempDir(), noExec: o.noExec}
+	if o.memFS {
+		s.memFS = sftp.InMemHandler()
+	}
 	cfg := &ssh.ServerConfig{
 		PublicKeyCallback: func(md ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
 			s.authAttempts.Add(1)
@@ -171,18 +178,24 @@ func (s *testServer) serveSession(ch ssh.Channel, reqs <-chan *ssh.Request) {
 				continue
 			}
 			req.Reply(true, nil)
-			// No working directory option: with one, pkg/sftp's server makes
-			// relative symlink targets absolute. Tests use absolute roots.
-			srv, err := sftp.NewServer(ch)
-			if err != nil {
-				return
-			}
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
 				for range reqs {
 				}
 			}()
+			if s.memFS.FileGet != nil {
+				rs := sftp.NewRequestServer(ch, s.memFS)
+				rs.Serve()
+				rs.Close()
+				return
+			}
+			// No working directory option: with one, pkg/sftp's server makes
+			// relative symlink targets absolute. Tests use absolute roots.
+			srv, err := sftp.NewServer(ch)
+			if err != nil {
+				return
+			}
 			srv.Serve()
 			srv.Close()
 			return
