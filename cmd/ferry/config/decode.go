@@ -141,6 +141,18 @@ func (d *decoder) scalar(n *yaml.Node, key string) (sval, bool) {
 	return s, true
 }
 
+// typed reads a scalar that must have a value: a key left empty is an
+// error for numbers, sizes, durations and booleans, where any default
+// would be a guess (max_delete: with nothing is not "no deletes").
+func (d *decoder) typed(n *yaml.Node, key, want string) (sval, bool) {
+	s, ok := d.scalar(n, key)
+	if ok && s.null {
+		d.errorf(n, key, "has no value (want %s)", want)
+		return sval{}, false
+	}
+	return s, ok
+}
+
 func (d *decoder) str(n *yaml.Node, key string) (string, bool) {
 	s, ok := d.scalar(n, key)
 	return s.val, ok
@@ -174,9 +186,9 @@ func (d *decoder) secret(n *yaml.Node, key string) (Secret, bool) {
 }
 
 func (d *decoder) boolean(n *yaml.Node, key string) (bool, bool) {
-	s, ok := d.scalar(n, key)
-	if !ok || s.null {
-		return false, ok
+	s, ok := d.typed(n, key, "true or false")
+	if !ok {
+		return false, false
 	}
 	switch strings.ToLower(s.val) {
 	case "true":
@@ -189,13 +201,9 @@ func (d *decoder) boolean(n *yaml.Node, key string) (bool, bool) {
 }
 
 func (d *decoder) integer(n *yaml.Node, key string, lo, hi int) (int, bool) {
-	s, ok := d.scalar(n, key)
-	if !ok || s.null {
-		if ok && lo > 0 {
-			d.errorf(n, key, "has no value (want a whole number of at least %d)", lo)
-			return 0, false
-		}
-		return 0, ok
+	s, ok := d.typed(n, key, "a whole number")
+	if !ok {
+		return 0, false
 	}
 	var v int64
 	var err error
@@ -220,9 +228,9 @@ func (d *decoder) integer(n *yaml.Node, key string, lo, hi int) (int, bool) {
 }
 
 func (d *decoder) size(n *yaml.Node, key string, lo, hi int64) (int64, bool) {
-	s, ok := d.scalar(n, key)
-	if !ok || s.null {
-		return 0, ok
+	s, ok := d.typed(n, key, "a size, e.g. 32K")
+	if !ok {
+		return 0, false
 	}
 	v, err := ParseSize(s.val)
 	if err != nil {
@@ -241,9 +249,9 @@ func (d *decoder) size(n *yaml.Node, key string, lo, hi int64) (int64, bool) {
 }
 
 func (d *decoder) rate(n *yaml.Node, key string) (int64, bool) {
-	s, ok := d.scalar(n, key)
-	if !ok || s.null {
-		return 0, ok
+	s, ok := d.typed(n, key, "a rate, e.g. 10M; 0 for no limit")
+	if !ok {
+		return 0, false
 	}
 	v, err := ParseRate(s.val)
 	if err != nil {
@@ -254,9 +262,9 @@ func (d *decoder) rate(n *yaml.Node, key string) (int64, bool) {
 }
 
 func (d *decoder) duration(n *yaml.Node, key string) (int64, bool) {
-	s, ok := d.scalar(n, key)
-	if !ok || s.null {
-		return 0, ok
+	s, ok := d.typed(n, key, "a duration, e.g. 15s")
+	if !ok {
+		return 0, false
 	}
 	if s.node.Tag == "!!int" && s.val != "0" {
 		d.errorf(n, key, "%s is not a duration: add a unit (e.g. %ss, 1m30s)", s.show(), s.val)
