@@ -74,12 +74,39 @@ func Sync(ctx context.Context, opts SyncOptions) (Report, error) {
 	if err := checkSourceRoot(opts.Source); err != nil {
 		return Report{}, err
 	}
-	src, scanProblems, err := Scan(ctx, opts.Source, filter, log)
-	if err != nil {
-		if ctx.Err() != nil {
-			return Report{}, ctx.Err()
-		}
-		return Report{}, fmt.Errorf("scan source %s: %w", opts.Source, err)
+	// The scan reads the local disk and the listing waits on the target:
+	// run them side by side. A failed listing cancels the scan.
+	scanCtx, cancelScan := context.WithCancel(ctx)
+	defer cancelScan()
+	var (
+		src          []backends.FileInfo
+		scanProblems []Problem
+		scanErr      error
+		scanned      = make(chan struct{})
+	)
+	go func() {
+		defer close(scanned)
+		src, scanProblems, scanErr = Scan(scanCtx, opts.Source, filter, log)
+	}()
+	dst, partials, listProblems, listErr := ListTarget(ctx, opts.Target, filter, log)
+	if listErr != nil && !(opts.DryRun && errors.Is(listErr, backends.ErrNotExist)) {
+		cancelScan()
+	}
+	<-scanned
+	if ctx.Err() != nil {
+		return Report{}, ctx.Err()
+	}
+	switch {
+	case listErr == nil:
+	case opts.DryRun && errors.Is(listErr, backends.ErrNotExist):
+		// A dry run may not create the target root; planned against an
+		// empty target, it shows what a first run would copy.
+		log.Info("target root does not exist yet")
+	default:
+		return Report{}, fmt.Errorf("list target: %w", listErr)
+	}
+	if scanErr != nil {
+		return Report{}, fmt.Errorf("scan source %s: %w", opts.Source, scanErr)
 	}
 	// A socket or fifo in the source is skipped on purpose, every run: a
 	// warning, not a failure, and no reason to hold back deletes.
@@ -91,18 +118,6 @@ func Sync(ctx context.Context, opts SyncOptions) (Report, error) {
 		}
 		return false
 	})
-	dst, partials, listProblems, err := ListTarget(ctx, opts.Target, filter, log)
-	switch {
-	case err == nil:
-	case ctx.Err() != nil:
-		return Report{}, ctx.Err()
-	case opts.DryRun && errors.Is(err, backends.ErrNotExist):
-		// A dry run may not create the target root; planned against an
-		// empty target, it shows what a first run would copy.
-		log.Info("target root does not exist yet")
-	default:
-		return Report{}, fmt.Errorf("list target: %w", err)
-	}
 	log.Debug("scanned", "source", len(src), "target", len(dst), "partials", len(partials),
 		"problems", len(scanProblems)+len(listProblems), "took", time.Since(start))
 

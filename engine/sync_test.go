@@ -338,3 +338,16 @@ func TestSyncSpecialFileIsSkipped(t *testing.T) {
 		t.Errorf("a skipped fifo held back the deletes: %v", err)
 	}
 }
+
+func TestSyncCancelled(t *testing.T) {
+	src, dst := sourceTree(t), t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := Sync(ctx, SyncOptions{Source: src, Target: localTarget(t, dst), MaxDelete: -1})
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("err = %v, want context.Canceled", err)
+	}
+	if got := tree(t, dst, false); len(got) != 0 {
+		t.Errorf("a cancelled sync wrote %v", got)
+	}
+}
