@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/fsnotify/fsnotify"
@@ -91,6 +92,15 @@ func TestDirectoriesLeaving(t *testing.T) {
 	}{
 		{"renamed within the tree", func(r *rig, _ string) {
 			os.Rename(r.path("d"), r.path("e"))
+		}, []string{"d", "e", "e/s", "e/s/f"}, "e"},
+		{"renamed over an empty watched directory", func(r *rig, _ string) {
+			i := r.mark()
+			r.mkdirAll("e")
+			r.waitFor(i, "e")
+			// os.Rename refuses to replace a directory; the system call does not.
+			if err := syscall.Rename(r.path("d"), r.path("e")); err != nil {
+				r.t.Fatal(err)
+			}
 		}, []string{"d", "e", "e/s", "e/s/f"}, "e"},
 		{"moved into a subdirectory", func(r *rig, _ string) {
 			r.mkdirAll("p")

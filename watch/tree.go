@@ -67,12 +67,8 @@ func (w *Watcher) created(rel string, now time.Time) {
 	if w.ignored(rel, true) {
 		return
 	}
-	// Already watched: a duplicate Create (the walk of its parent got there
-	// first) or a directory renamed over one we watched. Dropping and
-	// re-adding serves both; it costs a second walk.
-	if w.isWatched(rel) {
-		w.dropTree(rel)
-	}
+	// It may be watched already (the walk of its parent got there first):
+	// adding a watch again is harmless, and walking again costs little.
 	if err := w.addTree(rel, true); err != nil {
 		w.log.Warn("watch: cannot watch new directory", "dir", w.abs(rel), "err", err)
 	}
