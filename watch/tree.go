@@ -180,7 +180,7 @@ func (w *Watcher) noSpace(dir string, announce bool) {
 		w.log.Warn("watch: out of inotify watches (fs.inotify.max_user_watches="+limit+
 			"); polling the directories that could not be watched instead, which is slower "+
 			"to notice changes. Raise the limit with `sysctl -w fs.inotify.max_user_watches=524288` "+
-			"and keep it in a file under /etc/sysctl.d/",
+			"(keep it in a file under /etc/sysctl.d/) and restart ferry",
 			"dir", w.abs(dir), "poll_every", w.opts.PollEvery)
 	} else {
 		w.log.Debug("watch: out of inotify watches; polling", "dir", w.abs(dir))
