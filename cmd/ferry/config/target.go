@@ -347,11 +347,11 @@ func (d *decoder) buildTarget(defaults, spec targetSpec) *Target {
 		}
 	}
 	if t.Type == SFTP {
-		d.checkSecretFile(origin, "password_file")
-		d.checkSecretFile(origin, "passphrase_file")
-		d.checkExists(origin, "identity")
+		d.checkSecretFile(origin["password_file"], t.PasswordFile)
+		d.checkSecretFile(origin["passphrase_file"], t.PassphraseFile)
+		d.checkExists(origin["identity"], t.Identity)
 		if !t.AcceptNewHostKey {
-			d.checkExists(origin, "known_hosts")
+			d.checkExists(origin["known_hosts"], t.KnownHosts)
 		}
 	}
 	return &t

@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 )
 
@@ -21,7 +20,7 @@ func (d *decoder) checkSources(c *Config) {
 		if j.Source == "" {
 			continue
 		}
-		key := jobKey(i, "source")
+		key := fmt.Sprintf("jobs[%d].source", i)
 		shown := j.Source
 		if j.sourceRaw != j.Source {
 			shown = fmt.Sprintf("%s (%s)", j.sourceRaw, j.Source)
@@ -44,7 +43,7 @@ func (d *decoder) checkSources(c *Config) {
 				continue
 			}
 			dst := realPath(t.Path)
-			tkey := jobKey(i, "targets[") + itoa(ti) + "].path"
+			tkey := fmt.Sprintf("jobs[%d].targets[%d].path", i, ti)
 			switch {
 			case dst == src:
 				d.at(t.pathPos, tkey, "%s is the job's source", t.Path)
@@ -110,10 +109,6 @@ func (d *decoder) checkOverlaps(c *Config) {
 	}
 }
 
-func jobKey(i int, key string) string { return "jobs[" + itoa(i) + "]." + key }
-
-func itoa(i int) string { return strconv.Itoa(i) }
-
 // within reports whether p is strictly below dir.
 func within(p, dir string) bool {
 	rel, err := filepath.Rel(dir, p)
@@ -138,13 +133,8 @@ func realPath(p string) string {
 }
 
 // checkSecretFile refuses a password or passphrase file that group or others
-// can read, as ssh does for keys.
-func (d *decoder) checkSecretFile(origin map[string]setter, key string) {
-	s, ok := origin[key]
-	if !ok {
-		return
-	}
-	p := s.pathValue()
+// can read, as ssh does for keys. s is where the value p was written.
+func (d *decoder) checkSecretFile(s setter, p string) {
 	if p == "" {
 		return
 	}
@@ -159,35 +149,13 @@ func (d *decoder) checkSecretFile(origin map[string]setter, key string) {
 }
 
 // checkExists reports a file named in the config that cannot be read.
-func (d *decoder) checkExists(origin map[string]setter, key string) {
-	s, ok := origin[key]
-	if !ok {
-		return
-	}
-	p := s.pathValue()
+func (d *decoder) checkExists(s setter, p string) {
 	if p == "" {
 		return
 	}
 	if _, err := os.Stat(p); err != nil {
 		d.errorf(s.value, s.path, "%s: %v", p, unwrapPathErr(err))
 	}
-}
-
-// pathValue is the resolved path a setter writes, read back by applying it.
-func (s setter) pathValue() string {
-	var t Target
-	s.apply(&t)
-	switch s.key {
-	case "password_file":
-		return t.PasswordFile
-	case "passphrase_file":
-		return t.PassphraseFile
-	case "identity":
-		return t.Identity
-	case "known_hosts":
-		return t.KnownHosts
-	}
-	return ""
 }
 
 func unwrapPathErr(err error) error {
