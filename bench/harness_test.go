@@ -49,6 +49,11 @@ var (
 	ferryBin  string
 	ferryErr  error
 
+	sftpOnce sync.Once
+	sftpBin  string
+	sftpNote string
+	sftpErr  error
+
 	smallOnce sync.Once
 	smallSrc  string
 	smallErr  error
@@ -101,6 +106,46 @@ func ferry(tb testing.TB) (string, error) {
 		}
 	})
 	return ferryBin, ferryErr
+}
+
+// ferrySFTPBin returns the binary that runs `sync --identity KEY
+// --known-hosts FILE SRC sftp://...`: the ferry CLI once it has an SFTP
+// target, until then the bench stand-in that wires the same engine and
+// backend (note says which, for the report).
+func ferrySFTPBin(tb testing.TB) (bin, note string, err error) {
+	sftpOnce.Do(func() {
+		bin, err := ferry(tb)
+		if err == nil {
+			out, _ := exec.Command(bin, "sync", "--help").CombinedOutput()
+			if strings.Contains(string(out), "--identity") {
+				sftpBin = bin
+				return
+			}
+		}
+		root, err := ModuleRoot()
+		if err != nil {
+			sftpErr = err
+			return
+		}
+		out := filepath.Join(work(tb), "ferrysftp")
+		cmd := exec.Command("go", "build", "-o", out, "./bench/internal/ferrysftp")
+		cmd.Dir = root
+		if b, err := cmd.CombinedOutput(); err != nil {
+			sftpErr = fmt.Errorf("ferry CLI has no SFTP target and the stand-in does not build: %v: %s", err, tail(string(b), 400))
+			return
+		}
+		sftpBin = out
+		sftpNote = "ferry here is bench/internal/ferrysftp (engine.Sync + backends/sftp with defaults): the CLI had no SFTP target yet"
+	})
+	return sftpBin, sftpNote, sftpErr
+}
+
+// sftpArgs are the arguments for the binary ferrySFTPBin returned.
+func sftpArgs(bin string, args ...string) []string {
+	if filepath.Base(bin) == "ferrysftp" {
+		return args
+	}
+	return append([]string{"sync", "-q"}, args...)
 }
 
 // smallTree returns a source folder of SmallFiles, generated once.

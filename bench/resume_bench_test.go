@@ -33,16 +33,19 @@ func BenchmarkSFTPResume(b *testing.B) {
 		tool
 		run func(proxy *faultproxy.Proxy, kh, dst string) Command
 	}
-	bin, ferryErr := ferry(b)
+	bin, note, ferryErr := ferrySFTPBin(b)
 	ferryWhy := ""
 	if ferryErr != nil {
 		ferryWhy = ferryErr.Error()
 	}
+	if note != "" {
+		s.Note("%s", note)
+	}
 	env := rcloneEnv(b)
 	contenders := []contender{
 		{tool: tool{name: "ferry", why: ferryWhy}, run: func(p *faultproxy.Proxy, kh, dst string) Command {
-			return Command{Name: bin, Args: []string{"sync", "-q", "--identity", srv.ClientKeyPath(), "--known-hosts", kh,
-				src, "sftp://" + srv.User() + "@" + p.Addr() + dst}}
+			return Command{Name: bin, Args: sftpArgs(bin, "--identity", srv.ClientKeyPath(), "--known-hosts", kh,
+				src, "sftp://"+srv.User()+"@"+p.Addr()+dst)}
 		}},
 		{tool: tool{name: "rclone"}, run: func(p *faultproxy.Proxy, kh, dst string) Command {
 			_, port, _ := strings.Cut(p.Addr(), ":")

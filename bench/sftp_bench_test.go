@@ -47,16 +47,18 @@ func rcloneSFTPFlags(b *testing.B, srv *sshd.Server) []string {
 	}
 }
 
-func ferrySFTP(b *testing.B, srv *sshd.Server, extra ...string) tool {
-	bin, err := ferry(b)
+func ferrySFTP(b *testing.B, s *Scenario, srv *sshd.Server) tool {
+	bin, note, err := ferrySFTPBin(b)
 	t := tool{name: "ferry"}
 	if err != nil {
 		t.why = err.Error()
 		b.Logf("ferry not measured: %v", err)
 	}
+	if note != "" {
+		s.Note("%s", note)
+	}
 	t.cmd = func(src, dst string) Command {
-		args := append([]string{"sync", "-q", "--identity", srv.ClientKeyPath(), "--known-hosts", srv.KnownHostsPath()}, extra...)
-		return Command{Name: bin, Args: append(args, src, srv.URL(dst))}
+		return Command{Name: bin, Args: sftpArgs(bin, "--identity", srv.ClientKeyPath(), "--known-hosts", srv.KnownHostsPath(), src, srv.URL(dst))}
 	}
 	return t
 }
@@ -85,7 +87,7 @@ func BenchmarkSFTPBigFile(b *testing.B) {
 	env := rcloneEnv(b)
 	rflags := rcloneSFTPFlags(b, srv)
 	tools := []tool{
-		ferrySFTP(b, srv),
+		ferrySFTP(b, s, srv),
 		{name: "sftp-put", cmd: func(src, dst string) Command {
 			// Each run writes its own batch file before it starts; the
 			// write is outside the timed region only in that it is tiny.
@@ -120,7 +122,7 @@ func BenchmarkSFTPSmallFiles(b *testing.B) {
 	rflags := rcloneSFTPFlags(b, srv)
 	ssh := "ssh " + strings.Join(quoteAll(append(sshOpts(srv), "-p", strconv.Itoa(srv.Port()))), " ")
 	tools := []tool{
-		ferrySFTP(b, srv),
+		ferrySFTP(b, s, srv),
 		{name: "rsync-ssh", cmd: func(src, dst string) Command {
 			return Command{Name: "rsync", Args: []string{"-a", "-e", ssh, src + "/", srv.User() + "@127.0.0.1:" + dst + "/"}}
 		}},

@@ -1,0 +1,65 @@
+// Command ferrysftp runs ferry's engine against an SFTP target the way
+// `ferry sync SRC sftp://...` does, for the benchmarks only, while the
+// command line has no SFTP target yet. It wires the same packages the CLI
+// wires (engine.Sync, backends/sftp) with their defaults, so its figures are
+// ferry's; the benchmarks use the real CLI as soon as it accepts
+// --identity.
+//
+//	ferrysftp --identity KEY --known-hosts FILE SOURCE sftp://user@host:port/path
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/ferrysync/ferry/backends/sftp"
+	"github.com/ferrysync/ferry/engine"
+)
+
+func main() {
+	identity := flag.String("identity", "", "private key file")
+	knownHosts := flag.String("known-hosts", "", "known_hosts file")
+	flag.Parse()
+	if flag.NArg() != 2 {
+		fmt.Fprintln(os.Stderr, "usage: ferrysftp --identity KEY --known-hosts FILE SOURCE sftp://...")
+		os.Exit(2)
+	}
+	if err := run(*identity, *knownHosts, flag.Arg(0), flag.Arg(1)); err != nil {
+		fmt.Fprintln(os.Stderr, "ferrysftp:", err)
+		os.Exit(1)
+	}
+}
+
+func run(identity, knownHosts, src, target string) error {
+	t, err := sftp.ParseURL(target)
+	if err != nil {
+		return err
+	}
+	cfg := t.Config()
+	cfg.IdentityFiles = []string{identity}
+	cfg.KnownHostsFile = knownHosts
+	cfg.SSHConfigFile = "none"
+	ctx := context.Background()
+	b, err := sftp.Dial(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	rep, err := engine.Sync(ctx, engine.SyncOptions{Source: src, Target: b, MaxDelete: -1})
+	if err != nil {
+		return err
+	}
+	if rep.Failed() {
+		return fmt.Errorf("sync failed: %d problems, first: %v", len(rep.Problems), firstProblem(rep))
+	}
+	return nil
+}
+
+func firstProblem(rep engine.Report) any {
+	if len(rep.Problems) > 0 {
+		return rep.Problems[0]
+	}
+	return rep.Err
+}
