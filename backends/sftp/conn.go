@@ -189,7 +189,6 @@ func (b *Backend) keepalive(c *conn) {
 	t := time.NewTicker(iv)
 	defer t.Stop()
 	answered := make(chan time.Time, 1)
-	lastSent := time.Time{}
 	pending := false
 	lastAlive := time.Now()
 	for {
@@ -214,8 +213,7 @@ func (b *Backend) keepalive(c *conn) {
 			continue
 		}
 		pending = true
-		lastSent = time.Now()
-		sent := lastSent
+		sent := time.Now()
 		c.wg.Add(1)
 		go func() {
 			defer c.wg.Done()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"testing"
@@ -185,4 +186,42 @@ func TestUploadSplitOverTwoConnections(t *testing.T) {
 	if b.slots[1].peek() == nil {
 		t.Error("second connection was not used")
 	}
+}
+
+func TestHandshakeDeadline(t *testing.T) {
+	e := newEnv(t, serverOpts{})
+	// A server that accepts the connection and never says a word.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var held []net.Conn
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				for _, c := range held {
+					c.Close()
+				}
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	defer func() { ln.Close(); <-done }()
+	cfg := e.config()
+	cfg.Dial = func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, ln.Addr().String())
+	}
+	cfg.DialTimeout = 300 * time.Millisecond
+	start := time.Now()
+	err = dialErr(t, cfg)
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("silent server held the handshake for %v with a %v timeout", took, cfg.DialTimeout)
+	}
+	wantErr(t, err, backends.ErrUnreachable)
 }

@@ -2,7 +2,6 @@ package sftp
 
 import (
 	"context"
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -17,11 +16,10 @@ type proxy struct {
 	up     atomic.Int64 // bytes client -> server
 	cutAt  atomic.Int64 // cut all links once up reaches this (0: never)
 
-	mu     sync.Mutex
-	cond   *sync.Cond
-	paused bool
-	links  []*link
-	wg     sync.WaitGroup
+	mu    sync.Mutex
+	cond  *sync.Cond
+	links []*link
+	wg    sync.WaitGroup
 }
 
 type link struct {
@@ -85,9 +83,6 @@ func (p *proxy) pump(l *link, from, to net.Conn, upstream bool) {
 			}
 		}
 		if err != nil {
-			if err != io.EOF {
-				return
-			}
 			return
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"math"
 	"os"
 	"path"
+	"sync"
 	"time"
 
 	"github.com/ferrysync/ferry/backends"
@@ -90,16 +91,17 @@ func (u *upload) run(ctx context.Context, res *backends.UploadResult) error {
 		return u.noSpace(err)
 	}
 	files, conns := []*sftp.File{f}, []*conn{c}
-	closeAll := func() error {
+	// Once: a step abandoned on cancel may still be closing when the
+	// deferred call runs, and pkg/sftp handles must be closed only once.
+	closeAll := sync.OnceValue(func() error {
 		var first error
 		for _, f := range files {
 			if err := f.Close(); err != nil && first == nil {
 				first = err
 			}
 		}
-		files = nil
 		return first
-	}
+	})
 	defer closeAll()
 	// Round trips are what small files cost: requests that do not depend
 	// on each other go out together and are awaited together.
