@@ -152,24 +152,40 @@ func (d *decoder) syntaxError(data []byte, err error) {
 }
 
 // firstBadLine returns the 1-based number of the first line whose prefix
-// of the file does not parse, or 0 for files too large to search this way
-// (each try parses the prefix again).
+// of the file does not parse, or 0 when none is found. Each try parses the
+// prefix again: small files (nearly every config) try each line in turn;
+// larger ones bisect, which finds a line where the file turns from parsing
+// to failing, the first one unless a multi-line value opened earlier.
 func firstBadLine(data []byte) int {
-	if len(data) > 64<<10 {
+	if len(data) > 1<<20 {
 		return 0
 	}
 	lines := bytes.SplitAfter(data, []byte("\n"))
-	if len(lines) > 1000 {
+	ends := make([]int, len(lines)+1)
+	for i, l := range lines {
+		ends[i+1] = ends[i] + len(l)
+	}
+	if len(lines)*len(data) <= 8<<20 { // about 4 MB of YAML parsed in all
+		for i := 1; i <= len(lines); i++ {
+			if !parses(data[:ends[i]]) {
+				return i
+			}
+		}
 		return 0
 	}
-	end := 0
-	for i, l := range lines {
-		end += len(l)
-		if !parses(data[:end]) {
-			return i + 1
+	lo, hi := 0, len(lines) // the prefix of lo lines parses, of hi fails
+	if parses(data) {
+		return 0
+	}
+	for hi-lo > 1 {
+		mid := (lo + hi) / 2
+		if parses(data[:ends[mid]]) {
+			lo = mid
+		} else {
+			hi = mid
 		}
 	}
-	return 0
+	return hi
 }
 
 func parses(data []byte) (ok bool) {

@@ -3,6 +3,7 @@ package config
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -135,5 +136,35 @@ func TestCheck(t *testing.T) {
 	var one *Error
 	if !errors.As(err, &one) || one != es[0] {
 		t.Errorf("errors.As(*Error) = %v", one)
+	}
+}
+
+func BenchmarkParseFull(b *testing.B) {
+	f := newFixture(b)
+	data, err := os.ReadFile(filepath.Join("testdata", "full.yaml"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	name := filepath.Join("testdata", "full.yaml")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Parse(name, data, f.lookup); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// A syntax error costs one parse per line to find the line; this bounds it.
+func BenchmarkParseSyntaxError1000Lines(b *testing.B) {
+	var buf bytes.Buffer
+	buf.WriteString("jobs:\n")
+	for i := range 990 {
+		fmt.Fprintf(&buf, "  - {name: j%d, source: /, targets: []}\n", i)
+	}
+	buf.WriteString("  - name: [unclosed\n")
+	for b.Loop() {
+		if _, err := Parse("big.yaml", buf.Bytes(), nil); err == nil {
+			b.Fatal("parsed")
+		}
 	}
 }
