@@ -168,3 +168,41 @@ func BenchmarkParseSyntaxError1000Lines(b *testing.B) {
 		}
 	}
 }
+
+// The YAML parser names the line where the enclosing block began; the
+// loader reports the line that broke the file, for small files (line by
+// line) and large ones (bisection) alike.
+func TestSyntaxErrorLine(t *testing.T) {
+	big := func(n int) string {
+		var b strings.Builder
+		b.WriteString("jobs:\n")
+		for i := range n {
+			fmt.Fprintf(&b, "  - {name: j%d, source: /, targets: []}\n", i)
+		}
+		b.WriteString("  - name: x\n   bad: indent\n")
+		return b.String()
+	}
+	cases := []struct {
+		name, yml string
+		line      int
+	}{
+		{"bad indent", "jobs:\n  - name: a\n    source: /\n   targets: []\n", 4},
+		{"tab", "jobs:\n\t- name: a\n", 2},
+		{"unclosed flow points at its opening", "jobs:\n  - name: a\n    exclude: [a, b\n    targets: []\n", 3},
+		{"unknown anchor", "jobs:\n  - name: a\n    source: *nope\n", 3},
+		{"small file, error late", big(20), 23},
+		{"large file bisected", big(900), 903},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse("s.yaml", []byte(c.yml), nil)
+			var es Errors
+			if !errors.As(err, &es) || len(es) != 1 {
+				t.Fatalf("want one error, got %v", err)
+			}
+			if es[0].Line != c.line || !strings.Contains(es[0].Msg, "YAML syntax") {
+				t.Fatalf("got %v, want line %d", es[0], c.line)
+			}
+		})
+	}
+}
