@@ -73,6 +73,10 @@ type Plan struct {
 // on either side are never touched, and a directory the source lacks is
 // deleted only if everything under it is. Symlinks are never followed.
 //
+// MakePlan never fails: what it will not do is in Plan.Skipped, and it is
+// safe to call concurrently. Op.Dst points into dst (or its sorted copy),
+// so dst must not change while the plan is in use.
+//
 // Memory: one merge pass over both lists counts the ops of each group, and
 // a second writes them straight into a slice of the exact size, so a plan
 // of a million uploads is allocated once; a plan with no ops takes one pass
