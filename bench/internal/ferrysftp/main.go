@@ -13,6 +13,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime/pprof"
 
 	"github.com/ferrysync/ferry/backends/sftp"
 	"github.com/ferrysync/ferry/engine"
@@ -21,13 +22,27 @@ import (
 func main() {
 	identity := flag.String("identity", "", "private key file")
 	knownHosts := flag.String("known-hosts", "", "known_hosts file")
+	cpuprofile := flag.String("cpuprofile", os.Getenv("BENCH_FERRY_CPUPROFILE"), "write a CPU profile here (default $BENCH_FERRY_CPUPROFILE)")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "ferrysftp: cpu profile:", err)
+			os.Exit(1)
+		}
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
 	if flag.NArg() != 2 {
 		fmt.Fprintln(os.Stderr, "usage: ferrysftp --identity KEY --known-hosts FILE SOURCE sftp://...")
 		os.Exit(2)
 	}
 	if err := run(*identity, *knownHosts, flag.Arg(0), flag.Arg(1)); err != nil {
 		fmt.Fprintln(os.Stderr, "ferrysftp:", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
