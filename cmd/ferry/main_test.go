@@ -116,6 +116,14 @@ func TestExitCodes(t *testing.T) {
 			args: func(t *testing.T, src, dst string) []string { return []string{"sync", src, filepath.Dir(src)} }},
 		{name: "unknown scheme", want: 2, wantStderr: `unknown scheme "gopher"`,
 			args: func(t *testing.T, src, dst string) []string { return []string{"sync", src, "gopher://host/x"} }},
+		{name: "malformed sftp url", want: 2, wantStderr: "sftp URL",
+			args: func(t *testing.T, src, dst string) []string {
+				return []string{"sync", src, "sftp://u:secret@127.0.0.1/x"}
+			}},
+		{name: "sftp server not listening", want: 3, wantStderr: "ferry: ",
+			args: func(t *testing.T, src, dst string) []string {
+				return []string{"sync", src, "sftp://nobody@127.0.0.1:1/x"}
+			}},
 		{name: "unreachable target", want: 3, wantStderr: "connection refused",
 			args: func(t *testing.T, src, dst string) []string { return []string{"sync", src, "down://host/x"} }},
 		{name: "authentication failure", want: 3, wantStderr: "host key mismatch",

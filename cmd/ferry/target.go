@@ -14,6 +14,7 @@ import (
 
 	"github.com/ferrysync/ferry/backends"
 	"github.com/ferrysync/ferry/backends/local"
+	"github.com/ferrysync/ferry/backends/sftp"
 )
 
 // targetOptions are the flags that shape how a target is opened.
@@ -29,6 +30,24 @@ var openers = map[string]func(ctx context.Context, spec string, o targetOptions)
 	"file": func(ctx context.Context, spec string, o targetOptions) (backends.Backend, error) {
 		return openLocal(strings.TrimPrefix(spec, "file://"), o)
 	},
+	"sftp": openSFTP,
+}
+
+// openSFTP dials an sftp:// target with keys, known_hosts and the rest taken
+// from ~/.ssh/config and the defaults of sftp.Config. A malformed URL is a
+// usage error; an unreachable server or a refused key keeps its class.
+func openSFTP(ctx context.Context, spec string, o targetOptions) (backends.Backend, error) {
+	t, err := sftp.ParseURL(spec)
+	if err != nil {
+		return nil, usageError(err)
+	}
+	cfg := t.Config()
+	cfg.Logger = o.logger
+	b, err := sftp.Dial(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 // openTarget opens the target named by spec: a local path, or a URL whose
@@ -43,7 +62,7 @@ func openTarget(ctx context.Context, spec string, o targetOptions) (backends.Bac
 	}
 	open, ok := openers[scheme]
 	if !ok {
-		return nil, usageErrorf("target %s: unknown scheme %q (want a local path or file://)", spec, scheme)
+		return nil, usageErrorf("target %s: unknown scheme %q (want a local path, file:// or sftp://)", spec, scheme)
 	}
 	return open(ctx, spec, o)
 }
