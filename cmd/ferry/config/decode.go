@@ -59,8 +59,14 @@ func kindName(n *yaml.Node) string {
 }
 
 // mapping returns the pairs of a mapping node; null counts as empty. Keys
-// must be plain strings and may not repeat.
+// must be plain strings and may not repeat. YAML merge keys (<<: *anchor,
+// or a list of anchors) add the keys of those mappings that the mapping does
+// not set itself; the first merged mapping wins over later ones.
 func (d *decoder) mapping(n *yaml.Node, key string) ([]pair, bool) {
+	return d.mappingDepth(n, key, 0)
+}
+
+func (d *decoder) mappingDepth(n *yaml.Node, key string, depth int) ([]pair, bool) {
 	n = resolve(n)
 	if isNull(n) {
 		return nil, true
@@ -69,7 +75,7 @@ func (d *decoder) mapping(n *yaml.Node, key string) ([]pair, bool) {
 		d.errorf(n, key, "want a mapping of keys to values, got %s", kindName(n))
 		return nil, false
 	}
-	var out []pair
+	var out, merged []pair
 	seen := map[string]*yaml.Node{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := resolve(n.Content[i]), n.Content[i+1]
@@ -77,8 +83,8 @@ func (d *decoder) mapping(n *yaml.Node, key string) ([]pair, bool) {
 			d.errorf(n.Content[i], key, "a key must be a plain name, got %s", kindName(k))
 			continue
 		}
-		if k.Value == "<<" {
-			d.errorf(k, join(key, k.Value), "merge keys are not supported: put shared target settings under defaults:")
+		if k.Value == "<<" && k.Tag == "!!merge" {
+			merged = append(merged, d.merge(k, v, key, depth)...)
 			continue
 		}
 		if first, dup := seen[k.Value]; dup {
@@ -88,7 +94,36 @@ func (d *decoder) mapping(n *yaml.Node, key string) ([]pair, bool) {
 		seen[k.Value] = k
 		out = append(out, pair{k.Value, k, v})
 	}
+	for _, p := range merged {
+		if _, set := seen[p.name]; !set {
+			seen[p.name] = p.key
+			out = append(out, p)
+		}
+	}
 	return out, true
+}
+
+// merge reads the value of a << key: one mapping or a list of them.
+func (d *decoder) merge(k, v *yaml.Node, key string, depth int) []pair {
+	path := join(key, "<<")
+	if depth >= 8 {
+		d.errorf(k, path, "merges nest too deep")
+		return nil
+	}
+	sources := []*yaml.Node{v}
+	if rv := resolve(v); rv != nil && rv.Kind == yaml.SequenceNode {
+		sources = rv.Content
+	}
+	var out []pair
+	for _, src := range sources {
+		if rs := resolve(src); rs == nil || rs.Kind != yaml.MappingNode {
+			d.errorf(src, path, "want a mapping (or a list of them) to merge, got %s", kindName(rs))
+			continue
+		}
+		pairs, _ := d.mappingDepth(src, key, depth+1)
+		out = append(out, pairs...)
+	}
+	return out
 }
 
 // sequence returns the items of a list node; null counts as empty.

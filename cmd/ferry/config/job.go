@@ -59,6 +59,9 @@ func (d *decoder) config(root *yaml.Node) *Config {
 		case "jobs":
 			jobsPair = &pairs[i]
 		default:
+			if strings.HasPrefix(p.name, "x-") {
+				continue // a place for anchors, ignored
+			}
 			d.unknownKey(p, "", topKeys, topKeyHint)
 		}
 	}

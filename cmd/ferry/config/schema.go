@@ -30,6 +30,8 @@ package config
 //	              except name, path and url); a target's own keys override
 //	              them, also when set to a zero value (fsync: false, retries: 1)
 //	jobs:         list of jobs (at least one)
+//	x-anything:   ignored: a place to define YAML anchors for use with
+//	              aliases (*name) and merge keys (<<: *name) below
 //
 // A job:
 //
