@@ -24,6 +24,7 @@ const (
 	DefaultBackoffMax           = 30 * time.Second
 	DefaultPartialRetention     = 24 * time.Hour
 	DefaultMaxSourceChanges     = 3
+	DefaultBreakAfter           = 3
 )
 
 // ExecOptions tunes Execute. The zero value gives the defaults above.
@@ -66,6 +67,11 @@ type ExecOptions struct {
 	// be re-planned, before it is given up as a Problem; 0 means
 	// DefaultMaxSourceChanges.
 	MaxSourceChanges int
+	// BreakAfter stops the run when this many ops in a row were given up
+	// because the target was unreachable (backends.ErrUnreachable): a dead
+	// target then fails the run at once, as a whole, instead of file by
+	// file. 0 means DefaultBreakAfter, a negative value never.
+	BreakAfter int
 }
 
 func (o ExecOptions) withDefaults() ExecOptions {
@@ -108,6 +114,9 @@ func (o ExecOptions) withDefaults() ExecOptions {
 	if o.MaxSourceChanges <= 0 {
 		o.MaxSourceChanges = DefaultMaxSourceChanges
 	}
+	if o.BreakAfter == 0 {
+		o.BreakAfter = DefaultBreakAfter
+	}
 	return o
 }
 
@@ -144,7 +153,9 @@ type Report struct {
 	Vanished []string
 	// DeletesRefused is set when the plan dropped its deletes for safety.
 	DeletesRefused error
-	// Err is the context's error when the run was cancelled.
+	// Err is set when the run stopped early: the context's error when it
+	// was cancelled, or an error wrapping backends.ErrUnreachable when the
+	// target stopped answering (see ExecOptions.BreakAfter).
 	Err error
 
 	Duration time.Duration
@@ -169,11 +180,15 @@ func (r *Report) Failed() bool {
 //
 // Cancelling ctx stops the workers promptly: ops in flight return, nothing
 // new starts, partial files stay for a later run to resume, and the report's
-// Err is set. Execute never returns a nil-valued report; failures are in it.
+// Err is set. A target that stays unreachable stops the run the same way
+// (ExecOptions.BreakAfter), with Err wrapping backends.ErrUnreachable. Execute never returns a nil-valued report; failures are in it.
 func Execute(ctx context.Context, plan Plan, srcRoot string, target backends.Backend, opts ExecOptions) Report {
 	opts = opts.withDefaults()
 	start := time.Now()
+	ctx, abort := context.WithCancelCause(ctx)
+	defer abort(nil)
 	e := &executor{
+		abort:   abort,
 		opts:    opts,
 		srcRoot: srcRoot,
 		target:  target,
@@ -205,7 +220,9 @@ func Execute(ctx context.Context, plan Plan, srcRoot string, target backends.Bac
 		e.runPhase(ctx, phase)
 	}
 	e.cleanPartials(ctx, plan.Ops)
-	e.rep.Err = ctx.Err()
+	if ctx.Err() != nil {
+		e.rep.Err = context.Cause(ctx)
+	}
 	e.rep.Duration = time.Since(start)
 	return e.rep
 }
@@ -218,8 +235,11 @@ type executor struct {
 	log     *slog.Logger
 	prog    Progress
 
-	mu  sync.Mutex
-	rep Report
+	abort context.CancelCauseFunc
+
+	mu                sync.Mutex
+	rep               Report
+	unreachableStreak int // ops given up in a row for ErrUnreachable
 
 	partialsCleaned bool // only touched between phases
 }
@@ -337,11 +357,23 @@ func (e *executor) retry(ctx context.Context, what, path string, fn func() error
 	}
 }
 
+// problem records a path given up on, and stops the run when the target
+// has been unreachable for BreakAfter of them in a row.
 func (e *executor) problem(path string, err error) {
 	e.log.Warn("failed", "path", path, "err", err)
 	e.mu.Lock()
 	e.rep.Problems = append(e.rep.Problems, Problem{Path: path, Err: err})
+	broken := false
+	if errors.Is(err, backends.ErrUnreachable) {
+		e.unreachableStreak++
+		broken = e.opts.BreakAfter > 0 && e.unreachableStreak >= e.opts.BreakAfter
+	} else {
+		e.unreachableStreak = 0
+	}
 	e.mu.Unlock()
+	if broken {
+		e.abort(fmt.Errorf("stopped after %d operations in a row failed, last %s: %w", e.opts.BreakAfter, path, err))
+	}
 }
 
 func (e *executor) skipped(path string, err error) {
@@ -351,9 +383,11 @@ func (e *executor) skipped(path string, err error) {
 	e.mu.Unlock()
 }
 
+// count records a success; it also ends a streak of unreachable failures.
 func (e *executor) count(f func(r *Report)) {
 	e.mu.Lock()
 	f(&e.rep)
+	e.unreachableStreak = 0
 	e.mu.Unlock()
 }
 

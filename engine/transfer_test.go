@@ -485,3 +485,52 @@ func TestExecuteStalePartials(t *testing.T) {
 		t.Errorf("directory old holding a young partial was not deleted: %v", rep.Problems)
 	}
 }
+
+func TestExecuteBreaksOnDeadTarget(t *testing.T) {
+	tests := []struct {
+		name       string
+		breakAfter int
+		failEvery  bool // every upload fails, or only files named dead*
+		wantBreak  bool
+	}{
+		{name: "dead target stops the run", breakAfter: 3, failEvery: true, wantBreak: true},
+		{name: "breaker off", breakAfter: -1, failEvery: true},
+		{name: "successes in between keep it closed", breakAfter: 3},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			var ops []Op
+			for i := range 60 {
+				name := fmt.Sprintf("f%02d", i)
+				if i%2 == 0 {
+					name = fmt.Sprintf("dead%02d", i)
+				}
+				ops = append(ops, uploadOp(writeSrc(t, root, name, []byte(name))))
+			}
+			fb := newFake()
+			fb.beforeUpload = func(ctx context.Context, path string, src backends.Source, attempt int) error {
+				if tc.failEvery || path[0] == 'd' {
+					return fmt.Errorf("write: %w", backends.ErrUnreachable)
+				}
+				return nil
+			}
+			ns := &noSleep{}
+			rep := Execute(context.Background(), Plan{Ops: ops}, root, fb, ExecOptions{
+				Retries: 1, Sleep: ns.sleep, SmallFileConcurrency: 1, BreakAfter: tc.breakAfter,
+			})
+			broke := errors.Is(rep.Err, backends.ErrUnreachable)
+			if broke != tc.wantBreak {
+				t.Fatalf("run stopped for an unreachable target: %v (Err %v), want %v", broke, rep.Err, tc.wantBreak)
+			}
+			switch {
+			case tc.wantBreak && len(rep.Problems) != 3:
+				t.Errorf("%d problems before the breaker opened, want 3", len(rep.Problems))
+			case !tc.wantBreak && tc.failEvery && len(rep.Problems) != 60:
+				t.Errorf("%d problems, want all 60 files tried", len(rep.Problems))
+			case !tc.failEvery && (rep.Uploaded != 30 || len(rep.Problems) != 30):
+				t.Errorf("uploaded %d, problems %d; want 30 and 30", rep.Uploaded, len(rep.Problems))
+			}
+		})
+	}
+}

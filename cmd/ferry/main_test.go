@@ -23,6 +23,10 @@ func init() {
 		b, err := openLocal(strings.TrimPrefix(spec, "nopng://"), o)
 		return noPNG{b}, err
 	}
+	openers["dies"] = func(ctx context.Context, spec string, o targetOptions) (backends.Backend, error) {
+		b, err := openLocal(strings.TrimPrefix(spec, "dies://"), o)
+		return deadUploads{b}, err
+	}
 	openers["badauth"] = func(ctx context.Context, spec string, o targetOptions) (backends.Backend, error) {
 		return nil, fmt.Errorf("target %s: host key mismatch: %w", spec, backends.ErrAuth)
 	}
@@ -39,6 +43,15 @@ func (n noPNG) Upload(ctx context.Context, path string, src backends.Source) (ba
 }
 
 func (n noPNG) Unwrap() backends.Backend { return n.Backend }
+
+// deadUploads lists fine but loses the link on every upload.
+type deadUploads struct{ backends.Backend }
+
+func (d deadUploads) Upload(ctx context.Context, path string, src backends.Source) (backends.UploadResult, error) {
+	return backends.UploadResult{}, fmt.Errorf("upload %s: connection lost: %w", path, backends.ErrUnreachable)
+}
+
+func (d deadUploads) Unwrap() backends.Backend { return d.Backend }
 
 func runFerry(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
@@ -123,6 +136,10 @@ func TestExitCodes(t *testing.T) {
 		{name: "sftp server not listening", want: 3, wantStderr: "ferry: ",
 			args: func(t *testing.T, src, dst string) []string {
 				return []string{"sync", src, "sftp://nobody@127.0.0.1:1/x"}
+			}},
+		{name: "target dies during the run", want: 3, wantStderr: "connection lost",
+			args: func(t *testing.T, src, dst string) []string {
+				return []string{"sync", "-q", "--retries", "0", src, "dies://" + dst}
 			}},
 		{name: "unreachable target", want: 3, wantStderr: "connection refused",
 			args: func(t *testing.T, src, dst string) []string { return []string{"sync", src, "down://host/x"} }},
