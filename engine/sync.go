@@ -139,6 +139,9 @@ func Sync(ctx context.Context, opts SyncOptions) (Report, error) {
 		IgnoreModes:  !chmod,
 	})
 
+	for _, p := range plan.Skipped {
+		log.Warn("skipped", "path", p.Path, "reason", p.Err)
+	}
 	var rep Report
 	if opts.DryRun {
 		rep = Report{Plan: plan, Skipped: plan.Skipped, DeletesRefused: plan.DeletesRefused}
