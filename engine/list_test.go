@@ -119,6 +119,9 @@ func TestListTargetTree(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("entries (ComparePaths order; excluded entries kept, their contents not listed)\n got %q\nwant %q", got, want)
 	}
+	if pl := (&planner{}); &pl.prepare(es, "target")[0] != &es[0] {
+		t.Error("MakePlan would copy and re-sort ListTarget's output: it is not in ComparePaths order")
+	}
 	if len(partials) != 1 || partials[0].Path != partial {
 		t.Errorf("partials %v, want [%s]", paths(partials), partial)
 	}

@@ -298,3 +298,25 @@ func TestIncomplete(t *testing.T) {
 		}
 	}
 }
+
+// Scan's output is what MakePlan expects: sorted so that it needs no copy,
+// and a tree whose plan onto an empty target passes every invariant.
+func TestScanFeedsPlan(t *testing.T) {
+	root := t.TempDir()
+	mkTree(t, root, map[string]string{
+		"a/b/c": "1", "a-b/x": "2", "a.b": "3", "a/link": "-> b/c", "e/": "", "z/y/x/w": "4",
+	})
+	src, problems, err := Scan(context.Background(), root, nil, nil)
+	if err != nil || len(problems) > 0 {
+		t.Fatal(err, problems)
+	}
+	pl := &planner{}
+	if got := pl.prepare(src, "source"); &got[0] != &src[0] {
+		t.Error("MakePlan would copy and re-sort Scan's output: it is not in ComparePaths order")
+	}
+	opts := PlanOptions{Mode: Mirror, MaxDelete: -1, Symlinks: true}
+	plan := MakePlan(src, nil, opts)
+	for _, err := range checkPlan(src, nil, opts, plan) {
+		t.Error(err)
+	}
+}
