@@ -48,12 +48,12 @@ func TestKillSyncLocal(t *testing.T) {
 
 	// One uninterrupted run tells how long a whole sync takes here, and
 	// that a plain sync is right to begin with.
-	whole := syncAndCheck(t, src, filepath.Join(tmp, "calibrate"))
+	whole := syncAndCheck(t, src, srcTree, filepath.Join(tmp, "calibrate"))
 	t.Logf("uninterrupted sync of %d entries: %v", len(srcTree), whole.Round(time.Millisecond))
 
 	// A second run over the complete target gives the fixed cost of a run
 	// (start, scan, listing) that every round pays before copying.
-	fixed := syncAndCheck(t, src, filepath.Join(tmp, "calibrate"))
+	fixed := syncAndCheck(t, src, srcTree, filepath.Join(tmp, "calibrate"))
 	t.Logf("no-op sync: %v", fixed.Round(time.Millisecond))
 
 	// Each round is killed at a random moment within 60% of the time its
@@ -67,6 +67,7 @@ func TestKillSyncLocal(t *testing.T) {
 		totalBytes += e.Size
 	}
 	r := rand.New(rand.NewPCG(seed, 2))
+	tornCheck := treecheck.NewTornChecker(srcTree)
 	var killed, fresh int
 	for i := range rounds {
 		n, size := countEntries(t, dst)
@@ -87,7 +88,7 @@ func TestKillSyncLocal(t *testing.T) {
 		case res.ExitCode != ferrybin.ExitOK:
 			t.Fatalf("round %d: %s", i, res)
 		}
-		torn, err := treecheck.Torn(srcTree, dst)
+		torn, err := tornCheck.Check(dst)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -104,7 +105,7 @@ func TestKillSyncLocal(t *testing.T) {
 		if res.ExitCode == ferrybin.ExitOK && i < rounds-1 {
 			// A run that finished must have finished right; then start
 			// over, or the next rounds would have nothing to cut.
-			checkTarget(t, src, dst)
+			checkTarget(t, srcTree, dst)
 			if err := os.RemoveAll(dst); err != nil {
 				t.Fatal(err)
 			}
@@ -115,26 +116,27 @@ func TestKillSyncLocal(t *testing.T) {
 	if killed == 0 {
 		t.Fatalf("no run was killed: every one finished within its delay, the test proved nothing")
 	}
-	syncAndCheck(t, src, dst)
+	syncAndCheck(t, src, srcTree, dst)
 }
 
 // syncAndCheck runs a sync to completion and checks the target: exit 0,
 // identical to the source, no partial files left. It returns the run's
 // wall time.
-func syncAndCheck(t *testing.T, src, dst string) time.Duration {
+func syncAndCheck(t *testing.T, src string, want treecheck.Tree, dst string) time.Duration {
 	t.Helper()
 	res := ferrybin.Run(t, 5*time.Minute, "sync", src, dst)
 	if res.ExitCode != ferrybin.ExitOK {
 		t.Fatalf("sync to completion: %s", res)
 	}
-	checkTarget(t, src, dst)
+	checkTarget(t, want, dst)
 	return res.Duration
 }
 
-// checkTarget checks that dst is identical to src with no partial files.
-func checkTarget(t *testing.T, src, dst string) {
+// checkTarget checks that dst is identical to the source tree want, with
+// no partial files.
+func checkTarget(t *testing.T, want treecheck.Tree, dst string) {
 	t.Helper()
-	diff, err := treecheck.Compare(src, dst, localSyncChecks)
+	diff, err := treecheck.CompareTo(want, dst, localSyncChecks)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -212,6 +212,11 @@ func Compare(src, dst string, opts Options) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
+	return CompareTo(want, dst, opts)
+}
+
+// CompareTo is Compare against a source scanned before.
+func CompareTo(want Tree, dst string, opts Options) ([]string, error) {
 	got, err := Scan(dst, true)
 	if err != nil {
 		return nil, err
@@ -231,20 +236,8 @@ func Torn(src Tree, dst string) ([]string, error) {
 	}
 	var out []string
 	for _, p := range got.Paths() {
-		g := got[p]
-		if g.Kind == Dir {
-			continue
-		}
-		w, ok := src[p]
-		switch {
-		case !ok:
-			out = append(out, fmt.Sprintf("%s: %s the source does not have", p, g.Kind))
-		case w.Kind != g.Kind:
-			out = append(out, fmt.Sprintf("%s: is a %s, source has a %s", p, g.Kind, w.Kind))
-		case g.Kind == File && (g.Size != w.Size || g.Hash != w.Hash):
-			out = append(out, fmt.Sprintf("%s: torn: %d bytes, content differs from the source's %d bytes", p, g.Size, w.Size))
-		case g.Kind == Symlink && g.Link != w.Link:
-			out = append(out, fmt.Sprintf("%s: links to %q, source to %q", p, g.Link, w.Link))
+		if msg := tornLine(src, got[p]); msg != "" {
+			out = append(out, msg)
 		}
 	}
 	return out, nil

@@ -230,3 +230,64 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+func TestTornCheckerSeesEveryChange(t *testing.T) {
+	src := gen(t, small)
+	tr, err := Scan(src, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file string
+	for _, p := range tr.Paths() {
+		if tr[p].Kind == File && tr[p].Size > 10 {
+			file = p
+			break
+		}
+	}
+	dst := clone(t, src)
+	c := NewTornChecker(tr)
+	check := func(wantTorn bool) {
+		t.Helper()
+		got, err := c.Check(dst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := Torn(tr, dst)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Fatalf("checker says:\n%s\nTorn says:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+		}
+		if (len(got) > 0) != wantTorn {
+			t.Fatalf("torn %v, want %v: %q", len(got) > 0, wantTorn, got)
+		}
+	}
+	check(false)
+	check(false) // from the cache
+
+	// Same size, same mtime, other bytes: only the ctime tells.
+	p := filepath.Join(dst, file)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0xff
+	must(t, os.WriteFile(p, b, 0o644))
+	must(t, os.Chtimes(p, tr[file].ModTime, tr[file].ModTime))
+	check(true)
+	check(true)
+
+	// Put right by a rename over it, as ferry publishes.
+	tmp := filepath.Join(filepath.Dir(p), "x.tmp")
+	b[0] ^= 0xff
+	must(t, os.WriteFile(tmp, b, 0o644))
+	must(t, os.Rename(tmp, p))
+	check(false)
+
+	// Gone, then back torn.
+	must(t, os.Remove(p))
+	check(false)
+	must(t, os.WriteFile(p, b[:1], 0o644))
+	check(true)
+}
