@@ -4,5 +4,8 @@
 // and by killing processes. The fixtures live in subpackages: sshd,
 // faultproxy, ferrybin and treecheck.
 //
-// Set FERRY_TEST_SEED to replay a randomised test with the seed it printed.
+// Set FERRY_TEST_SEED to replay a randomised test with the seed it printed,
+// FERRY_TEST_BUILD_FLAGS=-race to test a race-detecting ferry, and
+// FERRY_TEST_BINARY to test a ferry built elsewhere. With CI=true a missing
+// sshd fails the tests that need it instead of skipping them.
 package integration

@@ -21,6 +21,11 @@ const Package = "github.com/ferrysync/ferry/cmd/ferry"
 // ferry binary to use instead of building one.
 const EnvBinary = "FERRY_TEST_BINARY"
 
+// EnvBuildFlags names an environment variable of extra `go build` flags,
+// split at spaces, e.g. "-race" to run the end-to-end tests against a
+// race-detecting binary.
+const EnvBuildFlags = "FERRY_TEST_BUILD_FLAGS"
+
 // Exit statuses of ferry.
 const (
 	ExitOK          = 0 // everything done
@@ -37,7 +42,8 @@ var build struct {
 }
 
 // Path returns the ferry binary, building it on first use (`go build` of
-// Package into a temporary directory). A failed build fails the test with
+// Package into a temporary directory, with EnvBuildFlags), or the binary
+// EnvBinary names. A failed build fails the test with
 // the compiler's output; later calls in the same process fail the same way
 // without building again. Safe for concurrent use.
 func Path(t testing.TB) string {
@@ -57,7 +63,8 @@ func Path(t testing.TB) string {
 			build.err = err
 			return
 		}
-		cmd := exec.Command(gobin, "build", "-o", build.path, Package)
+		args := append([]string{"build", "-o", build.path}, strings.Fields(os.Getenv(EnvBuildFlags))...)
+		cmd := exec.Command(gobin, append(args, Package)...)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			build.err = fmt.Errorf("go build %s: %w\n%s", Package, err, out)
