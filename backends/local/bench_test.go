@@ -12,7 +12,8 @@ import (
 )
 
 // BenchmarkSmallFiles uploads 10,000 files of 4 KiB into 100 directories
-// with 32 (and 4) goroutines, durable (group commit) and with NoFsync.
+// with 32 (and 4) goroutines, durable (group commit, with fsyncs of the
+// batch's files and directories or with syncfs) and with NoFsync.
 // PerFileFsync is the same tree written the plain durable way, one file
 // fsync and one directory fsync per file, for comparison.
 func BenchmarkSmallFiles(b *testing.B) {
@@ -58,9 +59,14 @@ func benchSmallFiles(b *testing.B, workers int) {
 		b.ReportMetric(float64(files*b.N)/b.Elapsed().Seconds(), "files/s")
 	}
 	for _, mode := range []struct {
-		name string
-		opts Options
-	}{{"Durable", Options{}}, {"NoFsync", Options{NoFsync: true}}} {
+		name   string
+		opts   Options
+		syncfs bool
+	}{
+		{"Durable", Options{}, false},
+		{"DurableSyncfs", Options{}, true}, // rounds sync the whole filesystem instead
+		{"NoFsync", Options{NoFsync: true}, false},
+	} {
 		b.Run(mode.name, func(b *testing.B) {
 			backs := map[string]*Backend{}
 			var mu sync.Mutex
@@ -73,6 +79,9 @@ func benchSmallFiles(b *testing.B, workers int) {
 					if be, err = New(root, mode.opts); err != nil {
 						mu.Unlock()
 						return err
+					}
+					if mode.syncfs {
+						be.commit.sync = syncFilesystems
 					}
 					backs[root] = be
 				}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -19,14 +20,14 @@ import (
 func TestCommitOrder(t *testing.T) {
 	b := newTestBackend(t, Options{})
 	var events []string
-	b.commit.sync = func(fds []*os.File) error {
+	b.commit.sync = func(files, dirs []*os.File) error {
 		_, err := b.root.Lstat("f")
-		events = append(events, fmt.Sprintf("sync(published=%v)", err == nil))
-		return syncFilesystems(fds)
+		events = append(events, fmt.Sprintf("sync(published=%v files=%d dirs=%d)", err == nil, len(files), len(dirs)))
+		return fsyncEach(files, dirs)
 	}
 	backendtest.Upload(t, b, "f", []byte("data"), backendtest.BaseTime)
 	events = append(events, "returned")
-	want := []string{"sync(published=false)", "sync(published=true)", "returned"}
+	want := []string{"sync(published=false files=1 dirs=0)", "sync(published=true files=0 dirs=1)", "returned"}
 	if fmt.Sprint(events) != fmt.Sprint(want) {
 		t.Errorf("events %v, want %v", events, want)
 	}
@@ -65,7 +66,7 @@ func TestGroupCommitBatches(t *testing.T) {
 func TestCommitSyncFailure(t *testing.T) {
 	b := newTestBackend(t, Options{})
 	errIO := errors.New("injected I/O error")
-	b.commit.sync = func([]*os.File) error { return errIO }
+	b.commit.sync = func(_, _ []*os.File) error { return errIO }
 	data := backendtest.RandomBytes(1<<20, 2)
 	_, err := b.Upload(t.Context(), "f", backendtest.NewBytes(data, backendtest.BaseTime))
 	if !errors.Is(err, errIO) || backends.IsPermanent(err) {
@@ -75,7 +76,7 @@ func TestCommitSyncFailure(t *testing.T) {
 	if _, err := b.root.Stat(backends.PartialName("f", int64(len(data)), backendtest.BaseTime)); err != nil {
 		t.Fatalf("partial gone after a sync failure: %v", err)
 	}
-	b.commit.sync = syncFilesystems
+	b.commit.sync = fsyncEach
 	res := backendtest.Upload(t, b, "f", data, backendtest.BaseTime)
 	if res.Resumed != int64(len(data)) {
 		t.Errorf("retry resumed %d bytes, want all %d", res.Resumed, len(data))
@@ -90,10 +91,10 @@ func TestCommitWithdrawnOnCancel(t *testing.T) {
 	b := newTestBackend(t, Options{})
 	release := make(chan struct{})
 	entered := make(chan struct{}, 8)
-	b.commit.sync = func(fds []*os.File) error {
+	b.commit.sync = func(files, dirs []*os.File) error {
 		entered <- struct{}{}
 		<-release
-		return syncFilesystems(fds)
+		return fsyncEach(files, dirs)
 	}
 	first := make(chan error, 1)
 	go func() {
@@ -135,5 +136,45 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not reached in 10s")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestMetadataChangesWaitForTheirDirectories: Mkdir, Rename and Symlink
+// with fsync on return after a round that synced the directories whose
+// entries they changed; an existing directory costs no round.
+func TestMetadataChangesWaitForTheirDirectories(t *testing.T) {
+	b := newTestBackend(t, Options{})
+	var synced []string
+	b.commit.sync = func(files, dirs []*os.File) error {
+		for _, d := range dirs {
+			synced = append(synced, d.Name())
+		}
+		return fsyncEach(files, dirs)
+	}
+	ctx := t.Context()
+	name := func(p string) string { return b.root.Name() + "/" + p }
+	tests := []struct {
+		name string
+		call func() error
+		want []string
+	}{
+		{"MkdirNested", func() error { return b.Mkdir(ctx, "a/b/c") }, []string{name("a/b"), name("a"), name(".")}},
+		{"MkdirExisting", func() error { return b.Mkdir(ctx, "a/b") }, nil},
+		{"RenameAcrossDirs", func() error {
+			if err := os.WriteFile(filepath.Join(b.name, "a/f"), nil, 0o644); err != nil {
+				return err
+			}
+			return b.Rename(ctx, "a/f", "a/b/f")
+		}, []string{name("a/b"), name("a")}},
+		{"Symlink", func() error { return b.Symlink(ctx, "x", "a/b/c/l") }, []string{name("a/b/c")}},
+	}
+	for _, tt := range tests {
+		synced = nil
+		if err := tt.call(); err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if fmt.Sprint(synced) != fmt.Sprint(tt.want) {
+			t.Errorf("%s synced %q, want %q", tt.name, synced, tt.want)
+		}
 	}
 }

@@ -3,6 +3,6 @@
 // written outside the target root, also not through a symlink inside it.
 // Uploads are written to a partial file, made durable, and renamed over the
 // final name; durability is batched across concurrent uploads (group commit,
-// see commit.go) so that fsync on costs about one filesystem sync per batch
-// instead of one per file.
+// see commit.go) so that fsync on costs about one journal commit per batch
+// instead of two per file.
 package local

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -22,7 +23,7 @@ type Options struct {
 	// whenever the kernel writes them back. Faster, but a power loss can
 	// leave an empty or torn file at a final name.
 	NoFsync bool
-	// Logger receives debug lines about commit batches and warnings about
+	// Logger receives debug lines about commit rounds and warnings about
 	// names in the target that ferry refuses. Nil discards them.
 	Logger *slog.Logger
 }
@@ -65,7 +66,7 @@ func New(root string, opts Options) (*Backend, error) {
 	}
 	b := &Backend{root: r, name: root, opts: opts, log: log.With("target", root)}
 	if !opts.NoFsync {
-		b.commit = newCommitter(b.log)
+		b.commit = newCommitter(b.log, fsyncEach)
 	}
 	return b, nil
 }
@@ -173,9 +174,9 @@ func (b *Backend) List(ctx context.Context, dir string) ([]backends.FileInfo, er
 }
 
 // Mkdir creates path and its missing parents with mode 0755. An existing
-// directory (or a link to one inside the root) is not an error. The new
-// directories are not synced on their own: they become durable with the next
-// committed upload, whose filesystem sync covers every earlier change.
+// directory (or a link to one inside the root) is not an error. With fsync
+// on, new directories are durable when Mkdir returns, so that files
+// published into them later cannot vanish with them.
 func (b *Backend) Mkdir(ctx context.Context, path string) error {
 	if err := b.check(ctx, "mkdir", path); err != nil {
 		return err
@@ -183,7 +184,16 @@ func (b *Backend) Mkdir(ctx context.Context, path string) error {
 	if path == "" {
 		return nil
 	}
-	return wrap("mkdir", path, b.root.MkdirAll(path, 0o755))
+	if fi, err := b.root.Lstat(path); err == nil && fi.IsDir() {
+		return nil
+	}
+	var created []string // path and its ancestors; each may be new
+	for p := path; p != ""; p, _ = backends.Split(p) {
+		created = append(created, p)
+	}
+	return b.publish(ctx, "mkdir", func() error {
+		return wrap("mkdir", path, b.root.MkdirAll(path, 0o755))
+	}, created...)
 }
 
 // Remove deletes a file, a symlink (not what it points to) or an empty
@@ -210,27 +220,36 @@ func (b *Backend) Rename(ctx context.Context, from, to string) error {
 		return backends.Permanent(fmt.Errorf("rename %q to %q: the target root cannot move: %w", from, to, backends.ErrUnsafePath))
 	}
 	op := func() error { return wrap("rename", from+" to "+to, b.root.Rename(from, to)) }
-	return b.publish(ctx, "rename", to, op)
+	return b.publish(ctx, "rename", op, to, from)
 }
 
-// publish runs op and then, with fsync on, waits until its effect is
-// durable: the next commit round's filesystem sync covers it. syncAt is the
-// path op changes; its directory is opened to find the filesystem.
-func (b *Backend) publish(ctx context.Context, opName, syncAt string, op func() error) error {
-	if b.commit == nil {
-		return op()
-	}
-	dir, _ := backends.Split(syncAt)
-	d, err := b.root.Open(rel(dir))
-	if err != nil {
-		return wrap(opName, syncAt, err)
-	}
-	defer d.Close()
-	if err := op(); err != nil {
+// publish runs op and then, with fsync on, waits until the directory
+// entries it changed are durable, sharing a commit round with concurrent
+// uploads. changed lists the paths whose entries op created, replaced or
+// removed; their parent directories are synced.
+func (b *Backend) publish(ctx context.Context, opName string, op func() error, changed ...string) error {
+	if err := op(); err != nil || b.commit == nil {
 		return err
 	}
-	if err := b.commit.do(ctx, d, nil); err != nil {
-		return fmt.Errorf("%s %s: %w", opName, syncAt, err)
+	var dirs []dirRef
+	defer func() {
+		for _, d := range dirs {
+			d.f.Close()
+		}
+	}()
+	for _, p := range changed {
+		dir, _ := backends.Split(p)
+		if slices.ContainsFunc(dirs, func(d dirRef) bool { return d.key == dir }) {
+			continue
+		}
+		f, err := b.root.Open(rel(dir))
+		if err != nil {
+			return wrap(opName, p, err)
+		}
+		dirs = append(dirs, dirRef{f, dir})
+	}
+	if err := b.commit.do(ctx, nil, dirs, nil); err != nil {
+		return fmt.Errorf("%s %s: %w", opName, changed[0], err)
 	}
 	return nil
 }
@@ -325,12 +344,12 @@ func (b *Backend) Symlink(ctx context.Context, target, path string) error {
 	if err := b.root.Symlink(target, tmp); err != nil {
 		return wrap("symlink", path, err)
 	}
-	err := b.publish(ctx, "symlink", path, func() error {
+	err := b.publish(ctx, "symlink", func() error {
 		if err := b.root.Rename(tmp, path); err != nil {
 			return wrap("symlink", path, err)
 		}
 		return nil
-	})
+	}, path)
 	if err != nil {
 		b.root.Remove(tmp)
 	}

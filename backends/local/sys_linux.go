@@ -3,6 +3,7 @@ package local
 import (
 	"errors"
 	"os"
+	"slices"
 	"time"
 	"unsafe"
 
@@ -10,9 +11,12 @@ import (
 )
 
 // syncFilesystems calls syncfs(2) once for each distinct filesystem among
-// fds. syncfs flushes every dirty page and inode of the filesystem and
-// commits its journal, so it stands for one fsync per file and directory.
-func syncFilesystems(fds []*os.File) error {
+// files and dirs. syncfs flushes every dirty page and inode of the
+// filesystem and commits its journal, so it stands for one fsync per file and
+// directory; it is the alternative to fsyncEach that BenchmarkSmallFiles
+// compares (see commit.go for why it is not the default).
+func syncFilesystems(files, dirs []*os.File) error {
+	fds := append(slices.Clip(files), dirs...)
 	seen := make(map[uint64]bool, 1)
 	var errs []error
 	for _, f := range fds {

@@ -11,7 +11,7 @@ import (
 
 // syncFilesystems falls back to sync(2), which flushes every filesystem;
 // syncfs(2) is Linux-only.
-func syncFilesystems(fds []*os.File) error {
+func syncFilesystems(files, dirs []*os.File) error {
 	unix.Sync()
 	return nil
 }

@@ -100,7 +100,7 @@ func (b *Backend) Upload(ctx context.Context, path string, src backends.Source) 
 	if b.commit == nil {
 		err = rename()
 	} else {
-		err = b.commit.do(ctx, f, rename)
+		err = b.commitUpload(ctx, r, dir, f, rename)
 	}
 	f.Close()
 	if err != nil {
@@ -108,6 +108,17 @@ func (b *Backend) Upload(ctx context.Context, path string, src backends.Source) 
 	}
 	res.Verified = "size"
 	return res, nil
+}
+
+// commitUpload hands the rename to the commit rounds, with the directory
+// whose entry it changes.
+func (b *Backend) commitUpload(ctx context.Context, r *os.Root, dir string, f *os.File, rename func() error) error {
+	d, err := r.Open(".")
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return b.commit.do(ctx, f, []dirRef{{d, dir}}, rename)
 }
 
 // fail classifies err, removes the partial when the next attempt cannot use
