@@ -24,6 +24,8 @@ func FuzzParse(f *testing.F) {
 	}
 	f.Add([]byte("jobs: [{name: a, source: /, targets: [{name: b, url: 'file:///'}]}]"))
 	f.Add([]byte("a: &a [*a]"))
+	f.Add([]byte("x-a: &a {<<: *a}\njobs: [{<<: *a}]"))
+	f.Add([]byte("jobs:\n  - &j {name: a, <<: [*j, *j]}\n"))
 	f.Add([]byte("jobs: [{name: a, source: /, schedule: TZ=UTC, targets: []}]"))
 	f.Add([]byte("jobs:\n- &j {name: a}\n- *j\n"))
 	env := func(name string) (string, bool) {
