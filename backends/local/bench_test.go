@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ferrysync/ferry/backends/backendtest"
 )
@@ -126,4 +127,29 @@ func benchSmallFiles(b *testing.B, workers int) {
 			return d.Sync()
 		})
 	})
+}
+
+// BenchmarkLargeFile uploads one 256 MiB file, durable and with NoFsync.
+func BenchmarkLargeFile(b *testing.B) {
+	data := backendtest.RandomBytes(256<<20, 2)
+	for _, mode := range []struct {
+		name string
+		opts Options
+	}{{"Durable", Options{}}, {"NoFsync", Options{NoFsync: true}}} {
+		b.Run(mode.name, func(b *testing.B) {
+			be, err := New(b.TempDir(), mode.opts)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer be.Close()
+			b.SetBytes(int64(len(data)))
+			for i := 0; b.Loop(); i++ {
+				// A new mtime each time, so no partial is ever resumed.
+				src := backendtest.NewBytes(data, backendtest.BaseTime.Add(time.Duration(i)))
+				if _, err := be.Upload(context.Background(), "large", src); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
 }
