@@ -100,12 +100,8 @@ func TestUnknownHostKeyRefused(t *testing.T) {
 	s := Start(t, Options{})
 	other := Start(t, Options{})
 	// Trust the other server's keys under this server's address.
-	kh, err := os.ReadFile(other.KnownHostsPath())
-	if err != nil {
-		t.Fatal(err)
-	}
-	kh = bytes.ReplaceAll(kh, []byte(other.Addr()[len("127.0.0.1:"):]), []byte(s.Addr()[len("127.0.0.1:"):]))
-	if err := os.WriteFile(s.KnownHostsPath(), kh, 0o600); err != nil {
+	kh := knownHostsLines(s.Addr(), other.HostKeys())
+	if err := os.WriteFile(s.KnownHostsPath(), []byte(kh), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	c, err := dial(t, s, nil)
