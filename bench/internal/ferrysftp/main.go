@@ -23,6 +23,8 @@ func main() {
 	identity := flag.String("identity", "", "private key file")
 	knownHosts := flag.String("known-hosts", "", "known_hosts file")
 	cpuprofile := flag.String("cpuprofile", os.Getenv("BENCH_FERRY_CPUPROFILE"), "write a CPU profile here (default $BENCH_FERRY_CPUPROFILE)")
+	chunk := flag.Int("chunk-size", 0, "bytes per write request (0: the backend's default); for experiments")
+	conns := flag.Int("connections", 0, "connection pool size (0: the backend's default); for experiments")
 	flag.Parse()
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -40,14 +42,14 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: ferrysftp --identity KEY --known-hosts FILE SOURCE sftp://...")
 		os.Exit(2)
 	}
-	if err := run(*identity, *knownHosts, flag.Arg(0), flag.Arg(1)); err != nil {
+	if err := run(*identity, *knownHosts, flag.Arg(0), flag.Arg(1), *chunk, *conns); err != nil {
 		fmt.Fprintln(os.Stderr, "ferrysftp:", err)
 		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
 
-func run(identity, knownHosts, src, target string) error {
+func run(identity, knownHosts, src, target string, chunk, conns int) error {
 	t, err := sftp.ParseURL(target)
 	if err != nil {
 		return err
@@ -56,6 +58,7 @@ func run(identity, knownHosts, src, target string) error {
 	cfg.IdentityFiles = []string{identity}
 	cfg.KnownHostsFile = knownHosts
 	cfg.SSHConfigFile = "none"
+	cfg.ChunkSize, cfg.Connections = chunk, conns
 	ctx := context.Background()
 	b, err := sftp.Dial(ctx, cfg)
 	if err != nil {
