@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -349,5 +350,48 @@ func TestSyncCancelled(t *testing.T) {
 	}
 	if got := tree(t, dst, false); len(got) != 0 {
 		t.Errorf("a cancelled sync wrote %v", got)
+	}
+}
+
+// cancelAfter cancels a run once n bytes were read for sending.
+type cancelAfter struct {
+	nopProgress
+	n      int64
+	seen   atomic.Int64
+	cancel context.CancelFunc
+}
+
+func (c *cancelAfter) Bytes(_ string, n int64) {
+	if c.seen.Add(n) >= c.n {
+		c.cancel()
+	}
+}
+
+func TestSyncResumesAfterCancel(t *testing.T) {
+	src, dst := t.TempDir(), t.TempDir()
+	big := make([]byte, 8<<20)
+	for i := range big {
+		big[i] = byte(i * 7)
+	}
+	mkfile(t, src, "big.bin", string(big), time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, err := Sync(ctx, SyncOptions{Source: src, Target: localTarget(t, dst), MaxDelete: -1,
+		Exec: ExecOptions{Progress: &cancelAfter{n: 3 << 20, cancel: cancel}}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("first run: err %v, want context.Canceled", err)
+	}
+	if _, err := os.Stat(filepath.Join(dst, "big.bin")); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a cancelled upload was published: %v", err)
+	}
+	rep, err := Sync(context.Background(), SyncOptions{Source: src, Target: localTarget(t, dst), MaxDelete: -1})
+	if err != nil || rep.Uploaded != 1 {
+		t.Fatalf("second run: err %v, uploaded %d, problems %v", err, rep.Uploaded, rep.Problems)
+	}
+	if rep.ResumedBytes == 0 {
+		t.Errorf("second run resumed nothing")
+	}
+	if d := diffTrees(tree(t, src, false), tree(t, dst, false)); d != "" {
+		t.Errorf("target differs after resume:\n%s", d)
 	}
 }
