@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"crypto/rand"
 	"io"
-	"net"
 	"path"
 	"testing"
 	"time"
 
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/ferrysync/ferry/integration/faultproxy"
 	"github.com/ferrysync/ferry/integration/sshd"
@@ -26,11 +26,14 @@ func dialThrough(t *testing.T, srv *sshd.Server, p *faultproxy.Proxy) (*ssh.Clie
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The host key is checked under the server's own address, as a client
-	// configured for the real host would, whatever the proxy's port.
-	check := cfg.HostKeyCallback
-	cfg.HostKeyCallback = func(_ string, remote net.Addr, key ssh.PublicKey) error {
-		return check(srv.Addr(), remote, key)
+	// The client knows the server under the proxy's address, as ferry will
+	// when its target URL names the proxy.
+	kh, err := srv.KnownHostsFor(p.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HostKeyCallback, err = knownhosts.New(kh); err != nil {
+		t.Fatal(err)
 	}
 	c, err := ssh.Dial("tcp", p.Addr(), cfg)
 	if err != nil {

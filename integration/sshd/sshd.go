@@ -397,6 +397,17 @@ func (s *Server) ClientKeyPassphrase() string { return s.passphrase }
 // server under "[127.0.0.1]:PORT".
 func (s *Server) KnownHostsPath() string { return s.knownHosts }
 
+// KnownHostsFor writes a known_hosts file that trusts the server's host keys
+// under another address ("127.0.0.1:PORT"), such as a fault proxy's in front
+// of it, and returns its path. It fails when the file cannot be written.
+func (s *Server) KnownHostsFor(addr string) (string, error) {
+	p := filepath.Join(s.dir, "known_hosts."+strings.NewReplacer(":", "_", "[", "", "]", "").Replace(addr))
+	if err := os.WriteFile(p, []byte(knownHostsLines(addr, s.hostKeys)), 0o600); err != nil {
+		return "", fmt.Errorf("write known_hosts for %s: %w", addr, err)
+	}
+	return p, nil
+}
+
 // HostKeys returns the server's public host keys, ed25519 first.
 func (s *Server) HostKeys() []ssh.PublicKey { return s.hostKeys }
 
