@@ -69,3 +69,11 @@ func setTimesAt(dirfd int, name string, mtime time.Time) error {
 	ts := []unix.Timespec{{Nsec: unix.UTIME_OMIT}, timespec(mtime)}
 	return unix.UtimesNanoAt(dirfd, name, ts, unix.AT_SYMLINK_NOFOLLOW)
 }
+
+// startWriteback asks the kernel to start writing f[off:off+n] to disk
+// without waiting for it. It is only a hint: errors show up at fsync.
+func startWriteback(f *os.File, off, n int64) {
+	if rc, err := f.SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) { unix.SyncFileRange(int(fd), off, n, unix.SYNC_FILE_RANGE_WRITE) })
+	}
+}

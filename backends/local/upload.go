@@ -77,7 +77,7 @@ func (b *Backend) Upload(ctx context.Context, path string, src backends.Source) 
 		return res, b.fail(path, part, err)
 	}
 	res.Resumed = resumed
-	res.Sent, err = copyChunks(ctx, f, src, resumed, size)
+	res.Sent, err = copyChunks(ctx, f, src, resumed, size, b.commit != nil)
 	if err == nil {
 		err = src.Check()
 	}
@@ -214,14 +214,25 @@ func lock(f *os.File) error {
 	return lerr
 }
 
+// writebackEvery is how much a durable upload writes before it asks the
+// kernel to start writing it out, so that the final fsync finds little left
+// to do instead of the whole file.
+const writebackEvery = 8 << 20
+
 // copyChunks copies src[off:size] into f at the same offsets. A source that
-// ends early is an ErrSourceChanged.
-func copyChunks(ctx context.Context, f *os.File, src backends.Source, off, size int64) (int64, error) {
+// ends early is an ErrSourceChanged. With early set, written data is handed
+// to the disk as the copy goes on.
+func copyChunks(ctx context.Context, f *os.File, src backends.Source, off, size int64, early bool) (int64, error) {
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
 	var sent int64
+	flushed := off
 	for off < size {
+		if early && off-flushed >= writebackEvery {
+			startWriteback(f, flushed, off-flushed)
+			flushed = off
+		}
 		if err := ctx.Err(); err != nil {
 			return sent, err
 		}
