@@ -24,6 +24,8 @@ import (
 //	BENCH_DIR      where the data lives (default the system temp dir)
 //	BENCH_BIG_MIB  size of the large file in MiB (default 1024)
 //	BENCH_TIMEOUT  limit for one command (default 10m)
+//	BENCH_SRC      module tree to build ferry from (default this module;
+//	               run.sh sets it to a snapshot of HEAD with BENCH_FROM_HEAD=1)
 func reps() int      { return envInt("BENCH_REPS", 3) }
 func bigSize() int64 { return int64(envInt("BENCH_BIG_MIB", GiB>>20)) << 20 }
 func cmdTimeout() time.Duration {
@@ -91,7 +93,7 @@ func cleanupWork() {
 // built; callers then report ferry as not measured and still run the peers.
 func ferry(tb testing.TB) (string, error) {
 	ferryOnce.Do(func() {
-		root, err := ModuleRoot()
+		root, err := buildRoot()
 		if err != nil {
 			ferryErr = err
 			return
@@ -108,6 +110,14 @@ func ferry(tb testing.TB) (string, error) {
 	return ferryBin, ferryErr
 }
 
+// buildRoot is the module tree ferry is built from.
+func buildRoot() (string, error) {
+	if r := os.Getenv("BENCH_SRC"); r != "" {
+		return r, nil
+	}
+	return ModuleRoot()
+}
+
 // ferrySFTPBin returns the binary that runs `sync --identity KEY
 // --known-hosts FILE SRC sftp://...`: the ferry CLI once it has an SFTP
 // target, until then the bench stand-in that wires the same engine and
@@ -122,7 +132,7 @@ func ferrySFTPBin(tb testing.TB) (bin, note string, err error) {
 				return
 			}
 		}
-		root, err := ModuleRoot()
+		root, err := buildRoot()
 		if err != nil {
 			sftpErr = err
 			return

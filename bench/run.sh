@@ -5,6 +5,7 @@
 #   bash bench/run.sh [OUTFILE]          # default bench/results-<UTC time>.txt
 #   BENCH=Local bash bench/run.sh        # only the benchmarks matching a regexp
 #   BENCH_REPS=5 BENCH_BIG_MIB=256 ...   # knobs, see bench/README.md
+#   BENCH_FROM_HEAD=1 bash bench/run.sh  # build ferry from the last commit, not the work tree
 #
 # As root it first installs what is missing (sshd, rsync, rclone through
 # scripts/test-deps.sh, and GNU time for exact peak-memory figures).
@@ -21,6 +22,14 @@ if [[ $(id -u) -eq 0 ]]; then
 	fi
 else
 	echo "run.sh: not root, not installing anything; missing tools show as not measured" >&2
+fi
+
+if [[ -n ${BENCH_FROM_HEAD:-} ]]; then
+	snap=$(mktemp -d)
+	trap 'rm -rf "$snap"' EXIT
+	git archive HEAD | tar -x -C "$snap"
+	export BENCH_SRC=$snap
+	echo "run.sh: building ferry from HEAD $(git rev-parse --short HEAD)"
 fi
 
 echo "run.sh: writing $out"
