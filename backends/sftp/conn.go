@@ -55,7 +55,9 @@ func (c *conn) kill(why string) {
 		c.why.Store(why)
 		close(c.dead)
 	})
-	c.ssh.Close()
+	if c.ssh != nil {
+		c.ssh.Close()
+	}
 }
 
 func (c *conn) reason() string {

@@ -66,6 +66,9 @@ func BenchmarkSSHDUpload(b *testing.B) {
 		b.Run(fmt.Sprintf("ferry-%dconn", conns), func(b *testing.B) {
 			c := cfg
 			c.Connections = conns
+			if v, err := strconv.Atoi(os.Getenv("FERRY_CHUNK")); err == nil {
+				c.ChunkSize = v
+			}
 			be, err := sftp.Dial(context.Background(), c)
 			if err != nil {
 				b.Fatal(err)
