@@ -8,8 +8,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"syscall"
-	"time"
 	"testing"
+	"time"
 
 	"github.com/pkg/sftp"
 )
