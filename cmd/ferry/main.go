@@ -13,7 +13,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ferrysync/ferry/backends"
-	"github.com/ferrysync/ferry/engine"
 )
 
 // Exit statuses; see doc.go.
@@ -107,8 +106,8 @@ func isFlagError(err error) bool {
 }
 
 // exitCode maps an error to an exit status: an explicit exitError wins, then
-// an unreachable or unauthenticated target (3), then an unusable source root
-// (2); anything else is 1.
+// an unreachable or unauthenticated target (3); anything else, an unusable
+// source root included, is 1.
 func exitCode(err error) int {
 	var e *exitError
 	switch {
@@ -118,8 +117,6 @@ func exitCode(err error) int {
 		return e.code
 	case errors.Is(err, backends.ErrUnreachable), errors.Is(err, backends.ErrAuth):
 		return exitUnreachable
-	case errors.Is(err, engine.ErrSourceRoot):
-		return exitUsage
 	}
 	return exitFailed
 }

@@ -115,7 +115,7 @@ func TestExitCodes(t *testing.T) {
 			args: func(t *testing.T, src, dst string) []string { return []string{"sync", "--retries", "-2", src, dst} }},
 		{name: "bad exclude", want: 2, wantStderr: "--exclude",
 			args: func(t *testing.T, src, dst string) []string { return []string{"sync", "--exclude", "[", src, dst} }},
-		{name: "missing source", want: 2, wantStderr: "no such directory",
+		{name: "missing source", want: 1, wantStderr: "no such directory",
 			args: func(t *testing.T, src, dst string) []string { return []string{"sync", src + "-nope", dst} }},
 		{name: "source is a file", want: 2, wantStderr: "not a directory",
 			args: func(t *testing.T, src, dst string) []string {

@@ -118,9 +118,11 @@ func runSync(ctx context.Context, g *globalOptions, f *syncFlags, source, target
 	if fi, err := os.Stat(source); err != nil || !fi.IsDir() {
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
-			return usageErrorf("source %s: no such directory", source)
+			// Exit 1, not 2: a source that was there yesterday may be an
+			// unmounted disk today, and a cron job must report a failed run.
+			return &exitError{code: exitFailed, err: fmt.Errorf("source %s: no such directory; nothing was changed on the target", source)}
 		case err != nil:
-			return usageErrorf("source %s: %v", source, err)
+			return &exitError{code: exitFailed, err: fmt.Errorf("source %s: %w; nothing was changed on the target", source, err)}
 		}
 		return usageErrorf("source %s: not a directory", source)
 	}
