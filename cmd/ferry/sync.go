@@ -26,6 +26,7 @@ type syncFlags struct {
 	fsync     bool
 	dryRun    bool
 	progress  bool
+	ssh       sshFlags
 	// progressEvery is the interval of progress log lines off a terminal.
 	progressEvery time.Duration
 }
@@ -63,6 +64,7 @@ TARGET is a local directory (created if its parent exists) or a URL.`,
 	fl.BoolVar(&f.progress, "progress", false, "show progress (a bar on a terminal, log lines otherwise)")
 	fl.DurationVar(&f.progressEvery, "progress-interval", f.progressEvery, "time between progress log lines off a terminal")
 	_ = fl.MarkHidden("progress-interval")
+	f.ssh.register(fl)
 	return cmd
 }
 
@@ -131,7 +133,7 @@ func runSync(ctx context.Context, g *globalOptions, f *syncFlags, source, target
 			return err
 		}
 	}
-	b, err := openTarget(ctx, target, targetOptions{fsync: f.fsync, dryRun: f.dryRun, logger: log})
+	b, err := openTarget(ctx, target, targetOptions{fsync: f.fsync, dryRun: f.dryRun, logger: log, ssh: &f.ssh})
 	if err != nil {
 		var e *exitError
 		if errors.As(err, &e) || exitCode(err) == exitUnreachable {

@@ -22,6 +22,8 @@ type targetOptions struct {
 	fsync  bool
 	dryRun bool
 	logger *slog.Logger
+	// ssh holds the sftp:// flags; nil keeps the backend's defaults.
+	ssh *sshFlags
 }
 
 // openers maps a URL scheme to the function that opens such a target;
@@ -33,8 +35,9 @@ var openers = map[string]func(ctx context.Context, spec string, o targetOptions)
 	"sftp": openSFTP,
 }
 
-// openSFTP dials an sftp:// target with keys, known_hosts and the rest taken
-// from ~/.ssh/config and the defaults of sftp.Config. A malformed URL is a
+// openSFTP dials an sftp:// target with the --identity, --known-hosts and
+// other SSH flags, and the rest from ~/.ssh/config and the defaults of
+// sftp.Config. A malformed URL is a
 // usage error; an unreachable server or a refused key keeps its class.
 func openSFTP(ctx context.Context, spec string, o targetOptions) (backends.Backend, error) {
 	t, err := sftp.ParseURL(spec)
@@ -43,6 +46,11 @@ func openSFTP(ctx context.Context, spec string, o targetOptions) (backends.Backe
 	}
 	cfg := t.Config()
 	cfg.Logger = o.logger
+	if o.ssh != nil {
+		if err := o.ssh.apply(&cfg); err != nil {
+			return nil, err
+		}
+	}
 	b, err := sftp.Dial(ctx, cfg)
 	if err != nil {
 		return nil, err
