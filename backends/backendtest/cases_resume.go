@@ -26,6 +26,20 @@ func testResume(t *testing.T, e *env) {
 		t.Fatalf("upload whose source fails at %d succeeded", cut)
 	}
 	WantNotExist(t, b, "r/f")
+	if e.opts.NoPartialFiles {
+		res := Upload(t, b, "r/f", data, BaseTime)
+		if res.Resumed <= 0 || res.Resumed > cut {
+			t.Errorf("second upload resumed %d bytes, want 1..%d (what the first one read)", res.Resumed, cut)
+		}
+		if res.Resumed+res.Sent != int64(len(data)) {
+			t.Errorf("resumed %d + sent %d != size %d", res.Resumed, res.Sent, len(data))
+		}
+		WantContent(t, b, "r/f", data)
+		if got := List(t, b, "r"); len(got) != 1 {
+			t.Errorf("List(r) = %v after the resumed upload, want only f", keys(got))
+		}
+		return
+	}
 	part := backends.PartialName("r/f", int64(len(data)), BaseTime)
 	fi, err := b.Stat(ctx, part)
 	if err != nil {
@@ -68,6 +82,9 @@ func plantPartial(t *testing.T, b backends.Backend, path string, size int64, mti
 }
 
 func testResumeGarbage(t *testing.T, e *env) {
+	if e.opts.NoPartialFiles {
+		t.Skip("backend keeps no partial files to plant")
+	}
 	data := RandomBytes(2<<20, 6)
 	good := int64(1<<20 + 11)
 	planted := bytes.Clone(data[:good])
@@ -85,6 +102,9 @@ func testResumeGarbage(t *testing.T, e *env) {
 }
 
 func testResumeOverlong(t *testing.T, e *env) {
+	if e.opts.NoPartialFiles {
+		t.Skip("backend keeps no partial files to plant")
+	}
 	data := RandomBytes(1<<20+3, 8)
 	planted := append(bytes.Clone(data), RandomBytes(4096, 9)...)
 	part := plantPartial(t, e.b, "o", int64(len(data)), BaseTime, planted)

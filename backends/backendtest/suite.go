@@ -21,6 +21,11 @@ type Options struct {
 	NoModes bool
 	// LargeFileSize is the size of the large-file case; zero means 64 MiB.
 	LargeFileSize int64
+	// NoPartialFiles says the backend publishes atomically without a
+	// partial file beside the final name (an object store's multipart
+	// upload), so the resume cases look only at what Upload reports and
+	// the cases that plant partial files are skipped.
+	NoPartialFiles bool
 }
 
 // Run runs the conformance suite against backends made by newBackend, one
