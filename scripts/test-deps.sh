@@ -57,5 +57,12 @@ fi
 # sshd refuses to start without its privilege-separation directory.
 mkdir -p /run/sshd
 
-# Go-installed test servers go here (the S3 tests will add versitygw:
-# `go install` it when `command -v versitygw` fails, and print one line).
+# Go-installed test servers: versitygw is the S3 server of the S3 tests
+# (integration/s3server finds it on PATH or in GOPATH/bin).
+if ! command -v versitygw >/dev/null 2>&1 && ! [[ -x "$(go env GOPATH)/bin/versitygw" ]]; then
+	if ! go install github.com/versity/versitygw/cmd/versitygw@v1.8.0; then
+		echo "test-deps: go install versitygw failed" >&2
+		exit 1
+	fi
+	echo "test-deps: installed versitygw into $(go env GOPATH)/bin"
+fi
