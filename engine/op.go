@@ -48,6 +48,10 @@ const (
 	OpSymlink                  // create symlink Path -> Src.LinkTarget
 	OpSetModTime               // set mtime (and mode) of Path from Src without copying
 	OpDelete                   // remove Path (a file, link, or an emptied directory)
+	// OpArchive moves target entry Path (with all it holds) into the run's
+	// versions folder instead of deleting it: backup mode with versions.
+	// It runs with the deletes.
+	OpArchive
 )
 
 func (k OpKind) String() string {
@@ -62,6 +66,8 @@ func (k OpKind) String() string {
 		return "touch"
 	case OpDelete:
 		return "delete"
+	case OpArchive:
+		return "archive"
 	}
 	return fmt.Sprintf("OpKind(%d)", int(k))
 }
@@ -70,7 +76,8 @@ func (k OpKind) String() string {
 type Op struct {
 	Kind OpKind
 	Path string
-	// Src is the source entry the op brings over (zero for OpDelete).
+	// Src is the source entry the op brings over (zero for OpDelete and
+	// OpArchive).
 	Src backends.FileInfo
 	// Dst is the target entry the op replaces or removes, if any.
 	Dst *backends.FileInfo

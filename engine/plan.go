@@ -43,6 +43,12 @@ type PlanOptions struct {
 	Filter       *Filter       // excluded paths are never touched, also if listed
 	Incomplete   bool          // the scan or listing had errors: plan no deletes at all
 	IgnoreModes  bool          // the target keeps no permission bits: do not compare them
+	// Versions is the folder (relative to the target root) that holds old
+	// versions, "" for none. Entries at or under it, on either side, are
+	// never touched. In backup mode, target entries the source lacks are
+	// archived (OpArchive) into it instead of being left alone; archives
+	// count as deletes for MaxDelete, Incomplete and an empty source.
+	Versions string
 }
 
 // Plan is what MakePlan decided.
@@ -92,7 +98,7 @@ func MakePlan(src, dst []backends.FileInfo, opts PlanOptions) Plan {
 		switch {
 		case opts.Incomplete:
 			pl.refused = fmt.Errorf("%w: %d deletes not done", ErrIncompleteListing, n)
-		case opts.Mode == Mirror && pl.srcKept == 0:
+		case (opts.Mode == Mirror || pl.archiving()) && pl.srcKept == 0:
 			pl.refused = fmt.Errorf("%w: %d deletes not done", ErrSourceEmpty, n)
 		case opts.MaxDelete >= 0 && n > opts.MaxDelete:
 			pl.refused = fmt.Errorf("%w: %d planned, at most %d allowed: none done", ErrTooManyDeletes, n, opts.MaxDelete)
@@ -111,6 +117,21 @@ func MakePlan(src, dst []backends.FileInfo, opts PlanOptions) Plan {
 		plan.Ops = pl.out
 	}
 	return plan
+}
+
+// archiving reports whether entries the source lacks go to Versions.
+func (pl *planner) archiving() bool {
+	return pl.opts.Mode == Backup && pl.opts.Versions != ""
+}
+
+// excluded reports whether the path is never to be touched: filtered out,
+// or the versions folder and what it holds.
+func (pl *planner) excluded(path string, isDir bool) bool {
+	v := pl.opts.Versions
+	if v != "" && (path == v || under(path, v)) {
+		return true
+	}
+	return pl.opts.Filter.excludedSelf(path, isDir)
 }
 
 // The groups of a plan, in the order they run.
@@ -354,13 +375,13 @@ func (pl *planner) children(prefix string, srcDir, dstDir bool, del int) (allGon
 			}
 			d = nil
 		}
-		sOut := s != nil && pl.opts.Filter.excludedSelf(path, s.IsDir())
+		sOut := s != nil && pl.excluded(path, s.IsDir())
 		dOut := false
 		if d != nil {
 			if s != nil && s.IsDir() == d.IsDir() {
 				dOut = sOut
 			} else {
-				dOut = pl.opts.Filter.excludedSelf(path, d.IsDir())
+				dOut = pl.excluded(path, d.IsDir())
 			}
 		}
 		if sOut {
@@ -416,9 +437,13 @@ func pathOf(s, d *backends.FileInfo) string {
 	return d.Path
 }
 
-// dropDst deletes a target entry the source lacks (mirror mode), a
-// directory only if all it holds goes too. It reports whether it did.
+// dropDst deletes a target entry the source lacks (mirror mode), or
+// archives it (backup mode with versions), a directory only if all it holds
+// goes too. It reports whether it did.
 func (pl *planner) dropDst(d *backends.FileInfo, del int) bool {
+	if pl.archiving() && pl.refused == nil {
+		return pl.archive(d)
+	}
 	if pl.opts.Mode != Mirror || pl.refused != nil {
 		if d.IsDir() {
 			pl.skipDst(d.Path)
@@ -435,6 +460,27 @@ func (pl *planner) dropDst(d *backends.FileInfo, del int) bool {
 		reason = "type"
 	}
 	pl.emit(del, Op{Kind: OpDelete, Path: d.Path, Dst: d, Reason: reason})
+	return true
+}
+
+// archive plans moving a target entry the source lacks into the versions
+// folder. A directory moves in one rename when all it holds can go; one
+// that holds excluded entries stays, and what it holds is archived entry
+// by entry. It reports whether the entry itself goes.
+func (pl *planner) archive(d *backends.FileInfo) bool {
+	if d.IsDir() {
+		i, j := pl.i, pl.j
+		pl.dry++
+		gone, _ := pl.children(d.Path, false, true, gDelete)
+		pl.dry--
+		pl.i, pl.j = i, j
+		if !gone {
+			pl.children(d.Path, false, true, gDelete)
+			return false
+		}
+		pl.skipDst(d.Path)
+	}
+	pl.emit(gDelete, Op{Kind: OpArchive, Path: d.Path, Dst: d, Reason: "extraneous"})
 	return true
 }
 

@@ -136,6 +136,7 @@ func decodeFuzz(data []byte) (src, dst []backends.FileInfo, opts PlanOptions) {
 		opts.ModifyWindow = time.Second
 	}
 	plainOrder := b1&32 != 0
+	opts.Versions = []string{"", "d", "a/d", "tmp"}[b1>>6&3]
 
 	s, d := fuzzTree{}, fuzzTree{}
 	for k := 2; k+2 < len(data); k += 3 {
@@ -184,6 +185,11 @@ func FuzzPlan(f *testing.F) {
 		// Plain string order input, partial names, anchored filters.
 		{0x60, 0x20, 255, 0xC2, 0, 254, 0x40, 0, 90, 0x82, 0, 91, 0x80, 3},
 		{0xE0, 0x20, 100, 0xC3, 0, 101, 0x80, 0, 180, 0x40, 0, 60, 0x41, 0},
+		// Backup with versions: extraneous files and directories archived,
+		// the versions folder left alone, a delete cap.
+		{1, 0x40, 10, 0x40, 0, 60, 0x42, 0, 120, 0x40, 0, 8, 0xC0, 1},
+		{1, 0x80, 200, 0x42, 0, 201, 0x40, 0, 40, 0xC0, 0},
+		{1, 0xD9, 5, 0x40, 0, 6, 0x40, 0, 7, 0x40, 0, 130, 0x42, 0},
 	}
 	for _, s := range seeds {
 		f.Add(s)

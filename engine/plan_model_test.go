@@ -88,6 +88,18 @@ func (m model) apply(op Op) error {
 		cur.ModTime = op.Src.ModTime
 		cur.Mode = cur.Mode.Type() | op.Src.Mode.Perm()
 		m[op.Path] = cur
+	case OpArchive:
+		// A rename moves the entry with all it holds.
+		if !exists {
+			return fmt.Errorf("%v: path does not exist", op)
+		}
+		for p := range m {
+			if under(p, op.Path) {
+				delete(m, p)
+			}
+		}
+		delete(m, op.Path)
+		m.touchParent(op.Path)
 	case OpDelete:
 		if !exists {
 			return fmt.Errorf("%v: path does not exist", op)
@@ -119,6 +131,8 @@ func opGroup(op Op) int {
 		if op.Reason == "type" {
 			return 0
 		}
+		return 5
+	case OpArchive:
 		return 5
 	case OpMkdir:
 		return 1
@@ -177,6 +191,11 @@ func checkPlan(src, dst []backends.FileInfo, opts PlanOptions, plan Plan) []erro
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	srcOf, dstOf := newModel(src), newModel(dst)
 	f := opts.Filter
+	inVersions := func(p string) bool {
+		return opts.Versions != "" && (p == opts.Versions || under(p, opts.Versions))
+	}
+	archiving := opts.Mode == Backup && opts.Versions != ""
+	archived := map[string]bool{}
 
 	skippedUnder := func(p string) bool {
 		for _, s := range plan.Skipped {
@@ -199,16 +218,26 @@ func checkPlan(src, dst []backends.FileInfo, opts PlanOptions, plan Plan) []erro
 			bad("op %d %v: depth %d after depth %d, want deepest first", k, op, d, lastDepth)
 		}
 		lastGroup, lastDepth = g, d
-		if op.Kind == OpDelete {
+		removes := op.Kind == OpDelete || op.Kind == OpArchive
+		switch op.Kind {
+		case OpDelete:
 			deletes++
+		case OpArchive:
+			archived[op.Path] = true
+			if !archiving {
+				bad("%v planned with mode=%v versions=%q", op, opts.Mode, opts.Versions)
+			}
+		}
+		if inVersions(op.Path) {
+			bad("%v touches the versions folder %q", op, opts.Versions)
 		}
 		if e, ok := dstOf[op.Path]; ok && f.Excluded(op.Path, e.IsDir()) {
 			bad("%v touches target entry %q that is excluded", op, op.Path)
 		}
-		if op.Kind != OpDelete && f.Excluded(op.Path, op.Src.IsDir()) {
+		if !removes && f.Excluded(op.Path, op.Src.IsDir()) {
 			bad("%v brings excluded source entry %q", op, op.Path)
 		}
-		if op.Kind != OpDelete {
+		if !removes {
 			if s, ok := srcOf[op.Path]; !ok || s.Mode.Type() != op.Src.Mode.Type() {
 				bad("%v: source has no such entry", op)
 			}
@@ -217,8 +246,11 @@ func checkPlan(src, dst []backends.FileInfo, opts PlanOptions, plan Plan) []erro
 	if deletes > 0 && (opts.Incomplete || opts.Mode == Backup || plan.DeletesRefused != nil) {
 		bad("%d deletes planned with Incomplete=%v mode=%v refused=%v", deletes, opts.Incomplete, opts.Mode, plan.DeletesRefused)
 	}
-	if opts.MaxDelete >= 0 && deletes > opts.MaxDelete {
-		bad("%d deletes planned, MaxDelete %d", deletes, opts.MaxDelete)
+	if len(archived) > 0 && (opts.Incomplete || plan.DeletesRefused != nil) {
+		bad("%d archives planned with Incomplete=%v refused=%v", len(archived), opts.Incomplete, plan.DeletesRefused)
+	}
+	if opts.MaxDelete >= 0 && deletes+len(archived) > opts.MaxDelete {
+		bad("%d deletes and %d archives planned, MaxDelete %d", deletes, len(archived), opts.MaxDelete)
 	}
 
 	m := newModel(dst)
@@ -234,7 +266,7 @@ func checkPlan(src, dst []backends.FileInfo, opts PlanOptions, plan Plan) []erro
 		if s.Path == "" { // the root is not the planner's to fix
 			continue
 		}
-		if f.Excluded(s.Path, s.IsDir()) || skippedUnder(s.Path) {
+		if f.Excluded(s.Path, s.IsDir()) || skippedUnder(s.Path) || inVersions(s.Path) {
 			continue
 		}
 		t, ok := m[s.Path]
@@ -246,21 +278,38 @@ func checkPlan(src, dst []backends.FileInfo, opts PlanOptions, plan Plan) []erro
 			bad("after the plan %q differs: %v", s.Path, err)
 		}
 	}
+	// Nothing is lost without a delete: what left the target was archived,
+	// itself or with a directory that held it.
+	isArchived := func(p string) bool {
+		for a := range archived {
+			if p == a || under(p, a) {
+				return true
+			}
+		}
+		return false
+	}
 	if deletes == 0 {
 		for _, d := range dst {
-			if _, ok := m[d.Path]; !ok {
-				bad("%q vanished from the target though no delete was planned", d.Path)
+			if _, ok := m[d.Path]; !ok && !isArchived(d.Path) {
+				bad("%q vanished from the target though no delete or archive was planned", d.Path)
 			}
 		}
 	}
-	// Mirror: nothing else is left, but for excluded entries and the
-	// directories that hold them.
-	if opts.Mode == Mirror && plan.DeletesRefused == nil {
+	for _, d := range dst {
+		if inVersions(d.Path) {
+			if _, ok := m[d.Path]; !ok {
+				bad("%q in the versions folder vanished", d.Path)
+			}
+		}
+	}
+	// Mirror, and backup with versions: nothing else is left, but for
+	// excluded entries and the directories that hold them.
+	if (opts.Mode == Mirror || archiving) && plan.DeletesRefused == nil {
 		for p, t := range m {
-			if _, ok := srcOf[p]; ok || f.Excluded(p, t.IsDir()) || skippedUnder(p) {
+			if _, ok := srcOf[p]; ok || f.Excluded(p, t.IsDir()) || skippedUnder(p) || inVersions(p) {
 				continue
 			}
-			if t.IsDir() && holdsExcluded(m, p, f) {
+			if t.IsDir() && (holdsExcluded(m, p, f) || opts.Versions != "" && under(opts.Versions, p)) {
 				continue
 			}
 			bad("after the plan the target still holds %q, which the source lacks", p)

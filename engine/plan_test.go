@@ -32,6 +32,10 @@ func window(d time.Duration) func(*PlanOptions) {
 	return func(o *PlanOptions) { o.ModifyWindow = d }
 }
 
+func versions(dir string) func(*PlanOptions) {
+	return func(o *PlanOptions) { o.Mode = Backup; o.Versions = dir }
+}
+
 func maxDelete(n int) func(*PlanOptions) { return func(o *PlanOptions) { o.MaxDelete = n } }
 
 func exclude(patterns ...string) func(*PlanOptions) {
@@ -399,6 +403,58 @@ var planCases = []planCase{
 			"upload d/changed (size)", "upload n/f (new)", "upload t (type)", "symlink d/l (new)",
 			"touch d/mode (mode)", "delete d/old (extraneous)", "delete z (extraneous)",
 			"touch d (mtime)", "touch n (new)"}},
+
+	// Backup with versions.
+	{name: "versions: a file the source lacks is archived, not deleted",
+		src: fs_(file("keep", 1, 1)), dst: fs_(file("gone", 1, 1), file("keep", 1, 1)),
+		opts: []func(*PlanOptions){versions(".v")},
+		want: []string{"archive gone (extraneous)"}},
+	{name: "versions: a changed file is uploaded (the executor keeps the old one)",
+		src: fs_(file("x", 2, 2)), dst: fs_(file("x", 1, 1)),
+		opts: []func(*PlanOptions){versions(".v")},
+		want: []string{"upload x (size)"}},
+	{name: "versions: a directory the source lacks moves in one archive, with its mtime parent fixed",
+		src: fs_(dir("p", 1)), dst: fs_(dir("p", 1), dir("p/old", 1), file("p/old/a", 1, 1), dir("p/old/b", 1), file("p/old/b/c", 1, 1)),
+		opts: []func(*PlanOptions){versions(".v")},
+		want: []string{"archive p/old (extraneous)", "touch p (mtime)"}},
+	{name: "versions: a directory holding an excluded file stays; its other entries are archived",
+		src: fs_(), dst: fs_(dir("d", 1), file("d/a", 1, 1), file("d/x.log", 1, 1), file("k", 1, 1)),
+		opts: []func(*PlanOptions){versions(".v"), exclude("*.log")},
+		want: nil, refused: ErrSourceEmpty},
+	{name: "versions: excluded entries stay, others in the directory are archived, the directory keeps its mtime",
+		src: fs_(file("k", 1, 1)), dst: fs_(dir("d", 1), file("d/a", 1, 1), file("d/x.log", 1, 1), file("k", 1, 1)),
+		opts: []func(*PlanOptions){versions(".v"), exclude("*.log")},
+		want: []string{"archive d/a (extraneous)"}},
+	{name: "versions: the versions folder on the target is never touched",
+		src: fs_(file("k", 1, 1)), dst: fs_(dir(".v", 1), dir(".v/2026-01-01T000000Z", 1), file(".v/2026-01-01T000000Z/k", 1, 1), file("k", 1, 1)),
+		opts: []func(*PlanOptions){versions(".v")}},
+	{name: "versions: a source entry at the versions folder's path is not copied",
+		src: fs_(dir(".v", 1), file(".v/x", 1, 1), file("k", 1, 1)), dst: fs_(file("k", 1, 1)),
+		opts: []func(*PlanOptions){versions(".v")}},
+	{name: "versions: a nested versions folder keeps its parent when the source lacks it",
+		src: fs_(file("k", 1, 1)), dst: fs_(dir("a", 1), dir("a/v", 1), file("a/v/old", 1, 1), file("a/z", 1, 1), file("k", 1, 1)),
+		opts: []func(*PlanOptions){versions("a/v")},
+		want: []string{"archive a/z (extraneous)"}},
+	{name: "versions: an empty source archives nothing (refused as in mirror mode)",
+		src: fs_(), dst: fs_(file("a", 1, 1)),
+		opts: []func(*PlanOptions){versions(".v")}, refused: ErrSourceEmpty},
+	{name: "versions: an incomplete listing archives nothing",
+		src: fs_(file("k", 1, 1)), dst: fs_(file("a", 1, 1), file("k", 1, 1)),
+		opts: []func(*PlanOptions){versions(".v"), incomplete}, refused: ErrIncompleteListing},
+	{name: "versions: archives count against the delete cap",
+		src: fs_(file("k", 1, 1)), dst: fs_(file("a", 1, 1), file("b", 1, 1), file("k", 1, 1)),
+		opts: []func(*PlanOptions){versions(".v"), maxDelete(1)}, refused: ErrTooManyDeletes},
+	{name: "versions: a symlink the source lacks is archived",
+		src: fs_(file("k", 1, 1)), dst: fs_(link("l", "k"), file("k", 1, 1)),
+		opts: []func(*PlanOptions){versions(".v")},
+		want: []string{"archive l (extraneous)"}},
+	{name: "versions: a type change stays a conflict in backup mode",
+		src: fs_(dir("x", 1), file("k", 1, 1)), dst: fs_(file("x", 1, 1), file("k", 1, 1)),
+		opts:    []func(*PlanOptions){versions(".v")},
+		skipped: map[string]error{"x": ErrTypeConflict}},
+	{name: "backup without versions still leaves extraneous files",
+		src: fs_(file("k", 1, 1)), dst: fs_(file("a", 1, 1), file("k", 1, 1)),
+		opts: []func(*PlanOptions){backup}},
 }
 
 func TestMakePlan(t *testing.T) {

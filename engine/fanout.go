@@ -1,0 +1,272 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ferrysync/ferry/backends"
+)
+
+// FanOutOptions describe one run of a source to several targets.
+type FanOutOptions struct {
+	Source       string
+	Mode         Mode
+	Excludes     []string
+	Checksum     bool
+	MaxDelete    int // <0: no cap
+	ModifyWindow time.Duration
+	DryRun       bool
+	// Versions, in backup mode, keeps old versions (nil: none).
+	Versions *Versions
+	Targets  []FanOutTarget
+	// Logger receives the scan's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// FanOutTarget is one target of SyncTargets.
+type FanOutTarget struct {
+	Name   string
+	Target backends.Backend // not closed by SyncTargets
+	Exec   ExecOptions
+	// ModifyWindow, when larger, replaces FanOutOptions.ModifyWindow for
+	// this target (1s for targets that keep whole seconds).
+	ModifyWindow time.Duration
+	Logger       *slog.Logger
+}
+
+// TargetResult is what SyncTargets did on one target.
+type TargetResult struct {
+	Name   string
+	Report Report
+	// Err is the target's whole-run failure: its listing failed (the
+	// backend's class, such as backends.ErrUnreachable, stays in the
+	// chain), the run was cancelled, or Report.Err.
+	Err error
+	// VersionDir is the folder this run's old versions went to ("" when
+	// none), Versioned how many were moved there (replaced and archived),
+	// Pruned the old version folders removed at the end.
+	VersionDir string
+	Versioned  int
+	Pruned     []string
+	// PruneErr is a failed pruning; the run itself is not failed by it.
+	PruneErr error
+}
+
+// SyncTargets makes every target match the source: one scan of the source,
+// shared by all targets, and for each target its own listing, plan and
+// execution, all targets at once. Targets are independent: one that fails
+// or hangs does not stop or slow the others (each is bounded only by ctx
+// and its own ExecOptions).
+//
+// The error is for failures before any target was touched: bad exclude
+// patterns, an unusable source root (wrapping ErrSourceRoot), a failed
+// scan, or cancellation; the results are then nil. Otherwise every target
+// has a result, in the order of opts.Targets. Safe to call concurrently for
+// different targets. On cancel it returns once every target has stopped.
+func SyncTargets(ctx context.Context, opts FanOutOptions) ([]TargetResult, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	excludes := opts.Excludes
+	if v := opts.Versions; v != nil && opts.Mode == Backup {
+		// The versions folder is not listed either: it grows with every run.
+		excludes = append(slices.Clone(excludes), "/"+escapeGlob(v.Dir))
+	}
+	filter, err := NewFilter(excludes)
+	if err != nil {
+		return nil, fmt.Errorf("exclude patterns: %w", err)
+	}
+	if err := checkSourceRoot(opts.Source); err != nil {
+		return nil, err
+	}
+
+	// The scan runs beside the listings; each target waits for it.
+	var (
+		src          []backends.FileInfo
+		scanProblems []Problem
+		scanErr      error
+		scanned      = make(chan struct{})
+	)
+	go func() {
+		defer close(scanned)
+		src, scanProblems, scanErr = Scan(ctx, opts.Source, filter, log)
+	}()
+	var special []Problem
+	waitScan := sync.OnceValue(func() error {
+		<-scanned
+		if scanErr != nil {
+			return fmt.Errorf("scan source %s: %w", opts.Source, scanErr)
+		}
+		scanProblems = slices.DeleteFunc(scanProblems, func(p Problem) bool {
+			if errors.Is(p.Err, ErrSpecialFile) {
+				special = append(special, p)
+				return true
+			}
+			return false
+		})
+		return nil
+	})
+
+	results := make([]TargetResult, len(opts.Targets))
+	var wg sync.WaitGroup
+	for i, t := range opts.Targets {
+		wg.Go(func() {
+			results[i] = syncOne(ctx, &opts, filter, t, waitScan, func() ([]backends.FileInfo, []Problem, []Problem) {
+				return src, scanProblems, special
+			})
+		})
+	}
+	wg.Wait()
+	if err := waitScan(); err != nil {
+		return nil, err
+	}
+	if ctx.Err() != nil {
+		return results, ctx.Err()
+	}
+	return results, nil
+}
+
+// syncOne lists, plans and executes one target of SyncTargets.
+func syncOne(ctx context.Context, o *FanOutOptions, filter *Filter, t FanOutTarget,
+	waitScan func() error, scan func() ([]backends.FileInfo, []Problem, []Problem)) (res TargetResult) {
+	start := time.Now()
+	res.Name = t.Name
+	log := t.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	exec := t.Exec
+	if exec.Logger == nil {
+		exec.Logger = log
+	}
+	defer func() { res.Report.Duration = time.Since(start) }()
+
+	dst, partials, listProblems, listErr := ListTarget(ctx, t.Target, filter, log)
+	if err := waitScan(); err != nil {
+		res.Err = err
+		return res
+	}
+	if ctx.Err() != nil {
+		res.Err = ctx.Err()
+		return res
+	}
+	if listErr != nil && !(o.DryRun && errors.Is(listErr, backends.ErrNotExist)) {
+		res.Err = fmt.Errorf("list target %s: %w", t.Name, listErr)
+		log.Error("target failed", "err", res.Err)
+		return res
+	}
+	shared, scanProblems, special := scan()
+	src := shared
+	if o.Checksum {
+		// Hashes are filled in per target: each gets its own copy.
+		src = slices.Clone(shared)
+		if err := hashCandidates(ctx, o.Source, src, dst, t.Target, log); err != nil {
+			res.Err = err
+			return res
+		}
+	}
+	versions := o.Versions
+	if o.Mode != Backup {
+		versions = nil
+	}
+	_, symlinks := backends.As[backends.Symlinker](t.Target)
+	_, chmod := backends.As[backends.Chmoder](t.Target)
+	popts := PlanOptions{
+		Mode:         o.Mode,
+		Checksum:     o.Checksum,
+		MaxDelete:    o.MaxDelete,
+		ModifyWindow: max(o.ModifyWindow, t.ModifyWindow),
+		Symlinks:     symlinks,
+		Filter:       filter,
+		Incomplete:   len(scanProblems)+len(listProblems) > 0,
+		IgnoreModes:  !chmod,
+	}
+	if versions != nil {
+		popts.Versions = versions.Dir
+	}
+	plan := MakePlan(src, dst, popts)
+	for _, p := range plan.Skipped {
+		log.Warn("skipped", "path", p.Path, "reason", p.Err)
+	}
+
+	var rep Report
+	switch {
+	case o.DryRun:
+		rep = Report{Plan: plan, Skipped: plan.Skipped, DeletesRefused: plan.DeletesRefused}
+	case versions != nil:
+		rep, res = runWithVersions(ctx, plan, o.Source, t.Target, exec, partials, versions, res)
+	default:
+		exec.Partials = partials
+		rep = Execute(ctx, plan, o.Source, t.Target, exec)
+	}
+	rep.Problems = append(append(append([]Problem(nil), scanProblems...), listProblems...), rep.Problems...)
+	rep.Skipped = append(slices.Clone(special), rep.Skipped...)
+	for _, e := range src {
+		if e.IsRegular() {
+			rep.SourceFiles++
+			rep.SourceBytes += e.Size
+		}
+	}
+	res.Report = rep
+	if res.Err == nil {
+		res.Err = rep.Err
+	}
+	return res
+}
+
+// runWithVersions executes a backup plan that keeps old versions: archives
+// first (paths the source lacks, which nothing else touches), then the
+// plan through a versionKeeper, then pruning when the run completed.
+func runWithVersions(ctx context.Context, plan Plan, source string, target backends.Backend,
+	exec ExecOptions, partials []backends.FileInfo, v *Versions, res TargetResult) (Report, TargetResult) {
+	now := v.now()
+	_, times, err := listStamps(ctx, target, v.Dir)
+	if err != nil {
+		res.Err = err
+		return Report{Plan: plan}, res
+	}
+	res.VersionDir = backends.Join(v.Dir, nextStamp(now, times))
+	keeper := newVersionKeeper(target, res.VersionDir, plan, exec)
+
+	var archives []Op
+	rest := plan
+	rest.Ops = slices.DeleteFunc(slices.Clone(plan.Ops), func(op Op) bool {
+		if op.Kind == OpArchive {
+			archives = append(archives, op)
+			return true
+		}
+		return false
+	})
+	problems := keeper.archive(ctx, archives)
+	exec.Partials = partials
+	rep := Execute(ctx, rest, source, keeper, exec)
+	rep.Plan = plan
+	rep.Problems = append(problems, rep.Problems...)
+	res.Versioned = keeper.movedCount()
+	if rep.Err == nil && ctx.Err() == nil {
+		res.Pruned, res.PruneErr = PruneVersions(ctx, target, v.Dir, v.Keep, now)
+		if res.PruneErr != nil {
+			exec.Logger.Warn("pruning old versions failed", "err", res.PruneErr)
+		}
+	}
+	return rep, res
+}
+
+// escapeGlob makes a literal path into an exclude pattern matching only it.
+func escapeGlob(p string) string {
+	var b strings.Builder
+	for _, r := range p {
+		if strings.ContainsRune(`*?[]{}\!`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
