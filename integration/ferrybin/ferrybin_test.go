@@ -38,7 +38,7 @@ func TestExitCodes(t *testing.T) {
 		{"sync", []string{"sync", src, filepath.Join(t.TempDir(), "dst")}, ExitOK},
 		{"sync without target", []string{"sync", src}, ExitUsage},
 		{"unknown flag", []string{"sync", "--no-such-flag", src, t.TempDir()}, ExitUsage},
-		{"missing source", []string{"sync", filepath.Join(src, "nope"), t.TempDir()}, ExitUsage},
+		{"missing source", []string{"sync", filepath.Join(src, "nope"), t.TempDir()}, ExitFailed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res := Run(t, time.Minute, tc.args...)
