@@ -60,9 +60,13 @@ mkdir -p /run/sshd
 # Go-installed test servers: versitygw is the S3 server of the S3 tests
 # (integration/s3server finds it on PATH or in GOPATH/bin).
 if ! command -v versitygw >/dev/null 2>&1 && ! [[ -x "$(go env GOPATH)/bin/versitygw" ]]; then
-	if ! go install github.com/versity/versitygw/cmd/versitygw@v1.8.0; then
-		echo "test-deps: go install versitygw failed" >&2
+	golog=$(mktemp)
+	if ! go install github.com/versity/versitygw/cmd/versitygw@v1.8.0 >"$golog" 2>&1; then
+		echo "test-deps: go install versitygw failed:" >&2
+		tail -n 20 "$golog" >&2
+		rm -f "$golog"
 		exit 1
 	fi
+	rm -f "$golog"
 	echo "test-deps: installed versitygw into $(go env GOPATH)/bin"
 fi
