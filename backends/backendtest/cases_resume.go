@@ -27,9 +27,12 @@ func testResume(t *testing.T, e *env) {
 	}
 	WantNotExist(t, b, "r/f")
 	if e.opts.NoPartialFiles {
+		// What can be kept depends on the backend's unit of resumption
+		// (a multipart upload's parts may all be larger than cut), so
+		// only an impossible amount fails here.
 		res := Upload(t, b, "r/f", data, BaseTime)
-		if res.Resumed <= 0 || res.Resumed > cut {
-			t.Errorf("second upload resumed %d bytes, want 1..%d (what the first one read)", res.Resumed, cut)
+		if res.Resumed < 0 || res.Resumed > cut {
+			t.Errorf("second upload resumed %d bytes, want 0..%d (what the first one read)", res.Resumed, cut)
 		}
 		if res.Resumed+res.Sent != int64(len(data)) {
 			t.Errorf("resumed %d + sent %d != size %d", res.Resumed, res.Sent, len(data))

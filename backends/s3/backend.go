@@ -112,9 +112,12 @@ func (b *Backend) dirInfo(path string, marker *minio.ObjectInfo) backends.FileIn
 	fi := backends.FileInfo{Path: path, Mode: fs.ModeDir | 0o755}
 	if marker != nil {
 		fi = b.fileInfo(path, *marker)
-		fi.Size = 0
-		fi.Mode = fs.ModeDir | fi.Mode.Perm()
-		fi.Hash = ""
+		fi.Size, fi.Hash, fi.Mode = 0, "", fs.ModeDir|0o755
+		if v, ok := userMeta(marker.UserMetadata, metaMode); ok {
+			if m, ok := parseMode(v); ok {
+				fi.Mode = fs.ModeDir | m
+			}
+		}
 	}
 	return fi
 }
@@ -319,7 +322,7 @@ func (b *Backend) mkdirAll(ctx context.Context, path string) error {
 
 func (b *Backend) putMarker(ctx context.Context, path string, meta map[string]string) error {
 	_, err := b.core.PutObject(ctx, b.bucket, b.dirKey(path), bytes.NewReader(nil), 0, "", "",
-		minio.PutObjectOptions{UserMetadata: meta, ContentType: "application/x-directory"})
+		minio.PutObjectOptions{UserMetadata: meta, ContentType: "application/x-directory", DisableContentSha256: true})
 	if err != nil {
 		return classifyS3(err, b.bucket, 0)
 	}

@@ -98,10 +98,6 @@ type Config struct {
 	Transport   http.RoundTripper
 	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
 	Logger      *slog.Logger
-
-	// minPartSize lowers S3's 5 MiB floor, for tests against servers that
-	// do not enforce it.
-	minPartSize int64
 }
 
 const (
@@ -127,11 +123,7 @@ func (c Config) withDefaults() Config {
 	if c.PartSize == 0 {
 		c.PartSize = defaultPartSize
 	}
-	floor := int64(minPartSize)
-	if c.minPartSize > 0 {
-		floor = c.minPartSize
-	}
-	c.PartSize = max(c.PartSize, floor)
+	c.PartSize = max(c.PartSize, minPartSize)
 	if c.Concurrency <= 0 {
 		c.Concurrency = 4
 	}

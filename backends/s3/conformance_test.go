@@ -29,7 +29,7 @@ func TestConformanceDefaultPartSize(t *testing.T) {
 	// The real part size and the single-PUT threshold that goes with it.
 	srv := s3server.Start(t, s3server.Options{})
 	c := testConfig(srv)
-	c.PartSize, c.minPartSize = 0, 0
+	c.PartSize = 0
 	b := newTestBackend(t, c)
 	data := backendtest.RandomBytes(20<<20+5, 21)
 	res := backendtest.Upload(t, b, "f", data, backendtest.BaseTime)

@@ -17,9 +17,9 @@ func TestMain(m *testing.M) {
 
 var prefixes atomic.Int64
 
-// testConfig is a Config for srv under a fresh prefix, with parts of 1 MiB
-// so that the resume cases have parts to keep (versitygw does not hold us
-// to S3's 5 MiB floor).
+// testConfig is a Config for srv under a fresh prefix, with the smallest
+// parts S3 (and versitygw) allow, so that tests need less data to have
+// several parts.
 func testConfig(srv *s3server.Server) Config {
 	return Config{
 		Bucket:          srv.Bucket(),
@@ -28,8 +28,7 @@ func testConfig(srv *s3server.Server) Config {
 		AccessKeyID:     srv.AccessKey(),
 		SecretAccessKey: srv.SecretKey(),
 		PathStyle:       true,
-		PartSize:        1 << 20,
-		minPartSize:     1 << 20,
+		PartSize:        minPartSize,
 	}
 }
 

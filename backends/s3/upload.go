@@ -84,7 +84,7 @@ func (b *Backend) putSingle(ctx context.Context, path string, src backends.Sourc
 	sha := hex.EncodeToString(s[:])
 	info, err := b.core.PutObject(ctx, b.bucket, b.key(path), bytes.NewReader(buf), size,
 		base64.StdEncoding.EncodeToString(m[:]), sha,
-		minio.PutObjectOptions{UserMetadata: fileMeta(src.ModTime(), src.Mode(), sha)})
+		minio.PutObjectOptions{UserMetadata: fileMeta(src.ModTime(), src.Mode(), sha), DisableContentSha256: true})
 	if err != nil {
 		return backends.UploadResult{}, classifyS3(err, b.bucket, 0)
 	}
@@ -251,7 +251,7 @@ func (b *Backend) sendPart(ctx context.Context, key, id string, src backends.Sou
 	}
 	m := md5.Sum(buf)
 	op, err := b.core.PutObjectPart(ctx, b.bucket, key, id, p.num, bytes.NewReader(buf), p.size,
-		minio.PutObjectPartOptions{Md5Base64: base64.StdEncoding.EncodeToString(m[:])})
+		minio.PutObjectPartOptions{Md5Base64: base64.StdEncoding.EncodeToString(m[:]), DisableContentSha256: true})
 	if err != nil {
 		return "", classifyS3(err, b.bucket, 0)
 	}

@@ -126,7 +126,9 @@ func (s *Server) start(bin string) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(bin, "--access", s.access, "--secret", s.secret, "--port", s.addr, "posix", s.root)
+	// Keep-alive is off by default in versitygw; a client reusing
+	// connections is what ferry is measured with.
+	cmd := exec.Command(bin, "--access", s.access, "--secret", s.secret, "--port", s.addr, "--keep-alive", "--quiet", "posix", s.root)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY=", "ROOT_SECRET_KEY=")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
