@@ -1,0 +1,201 @@
+package integration
+
+import (
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/ferrysync/ferry/integration/faultproxy"
+	"github.com/ferrysync/ferry/integration/ferrybin"
+	"github.com/ferrysync/ferry/integration/sshd"
+	"github.com/ferrysync/ferry/integration/treecheck"
+)
+
+// These tests run the real ferry against the real sshd through the fault
+// proxy and break the link or the server in the middle of a job: each job
+// must end with the target identical to the source and no torn file at a
+// final name.
+
+// sftpOverhead is the share of upstream bytes that SSH and SFTP add to the
+// file data of an upload. Each write request carries 32 KiB of data behind
+// an SFTP header of 29 bytes plus the handle; the SSH channel's 32 KiB
+// packet limit splits it into two channel messages, each with a 9-byte
+// header, a packet header, 4 to 19 bytes of padding and a 16-byte tag:
+// about 130 bytes per 32 KiB, 0.4%. One percent leaves room for the
+// acknowledgement-driven keepalives and window adjustments.
+const sftpOverhead = 0.01
+
+// perConnBytes bounds what one connection sends upstream besides file data:
+// key exchange, authentication with a public key signature, the SFTP
+// session, and the stats, opens and renames of a single-file job.
+const perConnBytes = 64 << 10
+
+// maxResendRatio is the issue's bound on a cut upload: all bytes sent, the
+// first attempt's included, at most this many times the file.
+const maxResendRatio = 1.1
+
+var verifiedRE = regexp.MustCompile(`resuming upload.*verified=(\d+)`)
+
+// TestSFTPResetMidUpload cuts the link in the middle of a 200 MiB upload.
+// The job must finish by itself (per-file retry on a new connection), and
+// the retry must resume from what reached the server, not start over: the
+// proxy counts every byte that went upstream.
+func TestSFTPResetMidUpload(t *testing.T) {
+	const size = 200 << 20
+	seed := testSeed(t)
+	r := newSFTPRig(t, sshd.Options{}, treecheck.Spec{Seed: seed, LargeFiles: 1, LargeMin: size, LargeMax: size})
+	r.proxy.ResetAfter(size / 2)
+	res := ferrybin.Run(t, 2*time.Minute, r.syncArgs(r.knownHosts, "--retries", "3")...)
+	if res.ExitCode != ferrybin.ExitOK {
+		t.Fatalf("sync through a reset link: %s", res)
+	}
+	if r.proxy.Armed() {
+		t.Fatalf("the reset never fired: the upload sent less than %d bytes upstream (%d)", size/2, r.proxy.BytesUp())
+	}
+	r.check(t)
+
+	up, conns := r.proxy.BytesUp(), r.proxy.Accepted()
+	m := verifiedRE.FindStringSubmatch(res.Stderr)
+	if m == nil {
+		t.Fatalf("no \"resuming upload\" in the log: the retry did not resume the partial\n%s", res)
+	}
+	verified, _ := strconv.ParseInt(m[1], 10, 64)
+	t.Logf("200 MiB upload reset after %d MiB upstream: resumed from %.1f MiB; %d bytes upstream in all (%.3fx the file) over %d connections in %v",
+		size/2>>20, float64(verified)/(1<<20), up, float64(up)/size, conns, res.Duration.Round(time.Millisecond))
+	// Whatever reached the server before the cut, less at most the window
+	// of writes in flight (64 x 32 KiB per connection), is kept.
+	if minKept := int64(size/2) - 3*(8<<20); verified < minKept {
+		t.Errorf("resumed from %d bytes, want at least %d: the partial lost more than the writes in flight", verified, minKept)
+	}
+	fileSize := float64(size)
+	limit := int64(maxResendRatio*fileSize*(1+sftpOverhead)) + conns*perConnBytes
+	if up > limit {
+		t.Errorf("%d bytes went upstream for a %d-byte file cut once at half (%.3fx), want at most %d (%.2fx plus protocol overhead)",
+			up, size, float64(up)/size, limit, maxResendRatio)
+	}
+}
+
+// TestSFTPBlackHoleMidUpload stops every byte in the middle of an upload
+// while the sockets stay open. The keepalive (1s, 3 misses) must declare
+// the connections dead within seconds, not the minutes TCP would take; once
+// the link passes again the job must finish by itself. The stall detector is
+// set far out so that it cannot stand in for a broken keepalive.
+func TestSFTPBlackHoleMidUpload(t *testing.T) {
+	const (
+		size     = 96 << 20
+		interval = time.Second
+		missed   = 3
+		// slack covers the tick the loss falls between, a loaded machine,
+		// and the backoff before the retry dials again.
+		slack = 10 * time.Second
+	)
+	seed := testSeed(t)
+	r := newSFTPRig(t, sshd.Options{}, treecheck.Spec{Seed: seed, LargeFiles: 1, LargeMin: size, LargeMax: size})
+	r.proxy.FireAfter(size/4, faultproxy.FaultBlackHole)
+	p := ferrybin.Start(t, r.syncArgs(r.knownHosts, "--retries", "3",
+		"--keepalive", interval.String(), "--keepalive-max-missed", strconv.Itoa(missed), "--stall-timeout", "2m")...)
+
+	// The black hole fires at an exact byte; note when.
+	fired := waitFor(t, p, 30*time.Second, "the black hole to fire", func() bool { return !r.proxy.Armed() })
+	accepted := r.proxy.Accepted()
+	t.Logf("black hole after %d MiB upstream, %d connections open", size/4>>20, len(r.proxy.Open()))
+
+	// A client that gave up on its connections dials again: the proxy sees
+	// it. Only then is the link let through.
+	bound := interval*missed + slack
+	redial := waitFor(t, p, bound+30*time.Second, "ferry to dial again", func() bool { return r.proxy.Accepted() > accepted })
+	r.proxy.Pass()
+
+	res := p.Wait()
+	if res.ExitCode != ferrybin.ExitOK {
+		t.Fatalf("sync through a black hole: %s", res)
+	}
+	r.check(t)
+	dead, ok := logTime(res.Stderr, "sftp connection dead")
+	if !ok {
+		t.Fatalf("no \"sftp connection dead\" in the log: the keepalive did not detect the black hole\n%s", res)
+	}
+	detect := dead.Sub(fired)
+	t.Logf("black hole detected by keepalive after %v (bound %v), dialled again after %v; job done in %v",
+		detect.Round(time.Millisecond), interval*missed, redial.Sub(fired).Round(time.Millisecond), res.Duration.Round(time.Millisecond))
+	if detect > bound {
+		t.Errorf("black hole detected after %v, want within %v (interval %v x %d misses + %v)", detect, bound, interval, missed, slack)
+	}
+	if detect < interval*(missed-1) {
+		t.Errorf("connection declared dead %v after the black hole, before %d keepalives could be missed", detect, missed-1)
+	}
+}
+
+// TestSFTPServerKilledMidJob kills sshd with every session during a job of
+// many files and starts it again a moment later. ferry must either finish
+// (retrying the files that failed) or exit 1 with a second run finishing
+// the job; no file at a final name may be torn at any point.
+func TestSFTPServerKilledMidJob(t *testing.T) {
+	seed := testSeed(t)
+	r := newSFTPRig(t, sshd.Options{}, treecheck.Spec{
+		Seed: seed, Dirs: 20, SmallFiles: 600, Symlinks: 0,
+		LargeFiles: 3, LargeMin: 4 << 20, LargeMax: 8 << 20,
+	})
+	var total int64
+	for _, e := range r.srcTree {
+		total += e.Size
+	}
+	// A cap keeps the job long enough to be hit in its middle on a fast
+	// machine: about two seconds for the whole source.
+	r.proxy.Bandwidth(total / 2)
+	p := ferrybin.Start(t, r.syncArgs(r.knownHosts, "--retries", "5")...)
+	waitFor(t, p, time.Minute, "a third of the source to go upstream", func() bool { return r.proxy.BytesUp() > total/3 })
+	if err := r.srv.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	killedAt := r.proxy.BytesUp()
+	r.checkTorn(t)
+	n, _ := countEntries(t, r.dst)
+	if n >= len(r.srcTree) {
+		t.Fatalf("sshd was killed after the job had put all %d entries in place: the test proved nothing", n)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if err := r.srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	r.proxy.Bandwidth(0)
+	res := p.Wait()
+	t.Logf("sshd killed after %d of %d source bytes upstream with %d of %d entries in place, restarted 1.5s later; ferry: exit %d after %v",
+		killedAt, total, n, len(r.srcTree), res.ExitCode, res.Duration.Round(time.Millisecond))
+	switch res.ExitCode {
+	case ferrybin.ExitOK:
+	case ferrybin.ExitFailed:
+		r.checkTorn(t)
+		t.Logf("first run gave up on some files:\n%s", res.Stderr)
+		if res2 := ferrybin.Run(t, time.Minute, r.syncArgs(r.knownHosts)...); res2.ExitCode != ferrybin.ExitOK {
+			t.Fatalf("second run after the server came back: %s", res2)
+		}
+	default:
+		t.Fatalf("sync with sshd killed and restarted: %s", res)
+	}
+	r.check(t)
+}
+
+// waitFor polls cond until it holds and returns when it first did. It
+// fails the test if ferry ends first or timeout passes.
+func waitFor(t *testing.T, p *ferrybin.Process, timeout time.Duration, what string, cond func() bool) time.Time {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return time.Now()
+		}
+		select {
+		case <-p.Done():
+			if cond() {
+				return time.Now()
+			}
+			t.Fatalf("ferry ended before %s: %s", what, p.Wait())
+		case <-time.After(5 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %v for %s", timeout, what)
+		}
+	}
+}
