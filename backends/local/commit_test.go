@@ -23,7 +23,7 @@ func TestCommitOrder(t *testing.T) {
 	b.commit.sync = func(files, dirs []*os.File) error {
 		_, err := b.root.Lstat("f")
 		events = append(events, fmt.Sprintf("sync(published=%v files=%d dirs=%d)", err == nil, len(files), len(dirs)))
-		return fsyncEach(files, dirs)
+		return syncFilesystems(files, dirs)
 	}
 	backendtest.Upload(t, b, "f", []byte("data"), backendtest.BaseTime)
 	events = append(events, "returned")
@@ -76,7 +76,7 @@ func TestCommitSyncFailure(t *testing.T) {
 	if _, err := b.root.Stat(backends.PartialName("f", int64(len(data)), backendtest.BaseTime)); err != nil {
 		t.Fatalf("partial gone after a sync failure: %v", err)
 	}
-	b.commit.sync = fsyncEach
+	b.commit.sync = syncFilesystems
 	res := backendtest.Upload(t, b, "f", data, backendtest.BaseTime)
 	if res.Resumed != int64(len(data)) {
 		t.Errorf("retry resumed %d bytes, want all %d", res.Resumed, len(data))
@@ -94,7 +94,7 @@ func TestCommitWithdrawnOnCancel(t *testing.T) {
 	b.commit.sync = func(files, dirs []*os.File) error {
 		entered <- struct{}{}
 		<-release
-		return fsyncEach(files, dirs)
+		return syncFilesystems(files, dirs)
 	}
 	first := make(chan error, 1)
 	go func() {
@@ -149,7 +149,7 @@ func TestMetadataChangesWaitForTheirDirectories(t *testing.T) {
 		for _, d := range dirs {
 			synced = append(synced, d.Name())
 		}
-		return fsyncEach(files, dirs)
+		return syncFilesystems(files, dirs)
 	}
 	ctx := t.Context()
 	name := func(p string) string { return b.root.Name() + "/" + p }

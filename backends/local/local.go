@@ -66,7 +66,7 @@ func New(root string, opts Options) (*Backend, error) {
 	}
 	b := &Backend{root: r, name: root, opts: opts, log: log.With("target", root)}
 	if !opts.NoFsync {
-		b.commit = newCommitter(b.log, fsyncEach)
+		b.commit = newCommitter(b.log, syncFilesystems)
 	}
 	return b, nil
 }
@@ -197,7 +197,8 @@ func (b *Backend) Mkdir(ctx context.Context, path string) error {
 }
 
 // Remove deletes a file, a symlink (not what it points to) or an empty
-// directory. A non-empty directory is an error.
+// directory. A non-empty directory is an error. The removal is not synced:
+// one lost in a crash leaves an extra file that the next run removes again.
 func (b *Backend) Remove(ctx context.Context, path string) error {
 	if err := b.check(ctx, "remove", path); err != nil {
 		return err
@@ -209,8 +210,8 @@ func (b *Backend) Remove(ctx context.Context, path string) error {
 }
 
 // Rename moves from to to in one step, replacing a file or symlink at to.
-// With fsync on it returns once the rename is durable, sharing a filesystem
-// sync with concurrent uploads; a context cancelled during that short wait
+// With fsync on it returns once the rename is durable, sharing a commit
+// round with concurrent uploads; a context cancelled during that short wait
 // is not noticed, because the rename has already happened.
 func (b *Backend) Rename(ctx context.Context, from, to string) error {
 	if err := b.check(ctx, "rename", from, to); err != nil {
@@ -255,7 +256,9 @@ func (b *Backend) publish(ctx context.Context, opName string, op func() error, c
 }
 
 // SetModTime sets the modification time of path, with nanoseconds. A symlink
-// gets its own time set; what it points to is not touched.
+// gets its own time set; what it points to is not touched. Like Chmod it is
+// not synced on its own: a time lost in a crash is set again by the next
+// run, and the next commit round's journal commit usually carries it.
 func (b *Backend) SetModTime(ctx context.Context, path string, t time.Time) error {
 	if err := b.check(ctx, "set mtime", path); err != nil {
 		return err

@@ -12,9 +12,8 @@ import (
 
 // syncFilesystems calls syncfs(2) once for each distinct filesystem among
 // files and dirs. syncfs flushes every dirty page and inode of the
-// filesystem and commits its journal, so it stands for one fsync per file and
-// directory; it is the alternative to fsyncEach that BenchmarkSmallFiles
-// compares (see commit.go for why it is not the default).
+// filesystem and commits its journal once, so it stands for one fsync per
+// file and directory (see commit.go for why it is preferred to those).
 func syncFilesystems(files, dirs []*os.File) error {
 	fds := append(slices.Clip(files), dirs...)
 	seen := make(map[uint64]bool, 1)

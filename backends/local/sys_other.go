@@ -9,12 +9,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// syncFilesystems falls back to sync(2), which flushes every filesystem;
-// syncfs(2) is Linux-only.
-func syncFilesystems(files, dirs []*os.File) error {
-	unix.Sync()
-	return nil
-}
+// syncFilesystems fsyncs each file and directory where syncfs(2), which is
+// Linux-only, does not exist.
+func syncFilesystems(files, dirs []*os.File) error { return fsyncEach(files, dirs) }
 
 // setFileTimes uses the path-based fallback where utimensat cannot take a
 // descriptor alone.
