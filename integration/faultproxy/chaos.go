@@ -95,7 +95,9 @@ func (c *Chaos) Stop() map[Kind]int {
 	return c.Counts()
 }
 
-// Counts returns how many faults of each kind were injected so far.
+// Counts returns how many faults of each kind were injected so far. A data
+// limit counts when it is armed; it fires only if that many bytes flow
+// before the next fault.
 func (c *Chaos) Counts() map[Kind]int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
