@@ -14,7 +14,9 @@ import (
 
 	"github.com/ferrysync/ferry/backends"
 	"github.com/ferrysync/ferry/backends/local"
+	"github.com/ferrysync/ferry/backends/s3"
 	"github.com/ferrysync/ferry/backends/sftp"
+	"github.com/spf13/pflag"
 )
 
 // targetOptions are the flags that shape how a target is opened.
@@ -24,6 +26,9 @@ type targetOptions struct {
 	logger *slog.Logger
 	// ssh holds the sftp:// flags; nil keeps the backend's defaults.
 	ssh *sshFlags
+	// s3 holds the s3:// flags; nil keeps the backend's defaults (the
+	// endpoint then comes from AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL).
+	s3 *s3Flags
 }
 
 // openers maps a URL scheme to the function that opens such a target;
@@ -33,6 +38,38 @@ var openers = map[string]func(ctx context.Context, spec string, o targetOptions)
 		return openLocal(strings.TrimPrefix(spec, "file://"), o)
 	},
 	"sftp": openSFTP,
+	"s3":   openS3,
+}
+
+// s3Flags are the flags of s3:// targets. Credentials are never flags: they
+// come from the AWS environment variables or ~/.aws/credentials.
+type s3Flags struct {
+	endpoint  string
+	region    string
+	insecure  bool
+	pathStyle bool
+}
+
+func (s *s3Flags) register(fl *pflag.FlagSet) {
+	fl.StringVar(&s.endpoint, "s3-endpoint", "", "S3 server `URL` or host[:port] for s3:// targets (default AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, then AWS)")
+	fl.StringVar(&s.region, "s3-region", "", "S3 region (default AWS_REGION, AWS_DEFAULT_REGION, then us-east-1)")
+	fl.BoolVar(&s.insecure, "s3-insecure", false, "speak plain HTTP to the S3 server, without TLS (for loopback testing)")
+	fl.BoolVar(&s.pathStyle, "s3-path-style", false, "address buckets as endpoint/bucket instead of bucket.endpoint (most self-hosted servers)")
+}
+
+// openS3 opens an s3://bucket/prefix target and checks that the bucket
+// exists. A malformed URL is a usage error; a missing bucket or refused
+// credentials are permanent errors that say so.
+func openS3(ctx context.Context, spec string, o targetOptions) (backends.Backend, error) {
+	t, err := s3.ParseURL(spec)
+	if err != nil {
+		return nil, usageError(err)
+	}
+	cfg := s3.Config{Bucket: t.Bucket, Prefix: t.Prefix, Logger: o.logger}
+	if f := o.s3; f != nil {
+		cfg.Endpoint, cfg.Region, cfg.Insecure, cfg.PathStyle = f.endpoint, f.region, f.insecure, f.pathStyle
+	}
+	return s3.New(ctx, cfg)
 }
 
 // openSFTP dials an sftp:// target with the --identity, --known-hosts and
@@ -70,7 +107,7 @@ func openTarget(ctx context.Context, spec string, o targetOptions) (backends.Bac
 	}
 	open, ok := openers[scheme]
 	if !ok {
-		return nil, usageErrorf("target %s: unknown scheme %q (want a local path, file:// or sftp://)", spec, scheme)
+		return nil, usageErrorf("target %s: unknown scheme %q (want a local path, file://, sftp:// or s3://)", spec, scheme)
 	}
 	return open(ctx, spec, o)
 }
