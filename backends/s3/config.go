@@ -66,7 +66,8 @@ type Config struct {
 	Bucket string
 	Prefix string
 	// Endpoint is host[:port] or a URL. An http:// URL turns TLS off the
-	// same as Insecure; default s3.amazonaws.com.
+	// same as Insecure; default AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, then
+	// s3.amazonaws.com.
 	Endpoint string
 	// Region; default AWS_REGION, then AWS_DEFAULT_REGION, then us-east-1.
 	Region string
@@ -79,8 +80,10 @@ type Config struct {
 	SecretAccessKey    string
 	SessionToken       string
 	CredentialsProfile string
-	// PathStyle addresses the bucket as endpoint/bucket rather than
-	// bucket.endpoint; most self-hosted servers need it.
+	// PathStyle addresses the bucket as endpoint/bucket; without it the
+	// bucket is a virtual host (bucket.endpoint) on AWS and on endpoints
+	// that are host names minio-go knows to support it, and path-style
+	// elsewhere (IP addresses, localhost).
 	PathStyle bool
 	// Insecure speaks plain HTTP. TLS is on unless this is set.
 	Insecure bool
@@ -116,6 +119,11 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Region == "" {
 		c.Region = "us-east-1"
+	}
+	for _, env := range []string{"AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"} {
+		if c.Endpoint == "" {
+			c.Endpoint = os.Getenv(env)
+		}
 	}
 	if c.Endpoint == "" {
 		c.Endpoint = "s3.amazonaws.com"
@@ -212,7 +220,7 @@ func New(ctx context.Context, c Config) (*Backend, error) {
 		}
 		tr = ht
 	}
-	lookup := minio.BucketLookupDNS
+	lookup := minio.BucketLookupAuto
 	if c.PathStyle {
 		lookup = minio.BucketLookupPath
 	}
