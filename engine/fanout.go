@@ -33,7 +33,11 @@ type FanOutOptions struct {
 type FanOutTarget struct {
 	Name   string
 	Target backends.Backend // not closed by SyncTargets
-	Exec   ExecOptions
+	// Open, when Target is nil, opens the target inside the target's own
+	// run, so a slow or failing dial holds up no other target; the backend
+	// it returns is closed at the end of the run.
+	Open func(ctx context.Context) (backends.Backend, error)
+	Exec ExecOptions
 	// ModifyWindow, when larger, replaces FanOutOptions.ModifyWindow for
 	// this target (1s for targets that keep whole seconds).
 	ModifyWindow time.Duration
@@ -147,6 +151,20 @@ func syncOne(ctx context.Context, o *FanOutOptions, filter *Filter, t FanOutTarg
 		exec.Logger = log
 	}
 	defer func() { res.Report.Duration = time.Since(start) }()
+	if t.Target == nil {
+		if t.Open == nil {
+			res.Err = fmt.Errorf("target %s: no backend", t.Name)
+			return res
+		}
+		b, err := t.Open(ctx)
+		if err != nil {
+			res.Err = fmt.Errorf("open target %s: %w", t.Name, err)
+			log.Error("target failed", "err", res.Err)
+			return res
+		}
+		defer b.Close()
+		t.Target = b
+	}
 
 	dst, partials, listProblems, listErr := ListTarget(ctx, t.Target, filter, log)
 	if err := waitScan(); err != nil {

@@ -1,0 +1,260 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/ferrysync/ferry/backends"
+	"github.com/ferrysync/ferry/backends/local"
+	"github.com/ferrysync/ferry/backends/sftp"
+	"github.com/ferrysync/ferry/cmd/ferry/config"
+	"github.com/ferrysync/ferry/engine"
+)
+
+// errNotBuilt marks a config setting that is valid but that this build of
+// ferry cannot act on yet; a job using it fails as a config error (exit 2).
+var errNotBuilt = errors.New("not supported by this build")
+
+// configTargetOpener opens one configured target; tests replace it.
+var configTargetOpener = openConfigTarget
+
+// openConfigTarget opens one target of a job as the config describes it. A
+// local target's directory is created when missing. An unreachable or
+// refusing SFTP server keeps its class (backends.ErrUnreachable,
+// backends.ErrAuth); settings this build cannot use wrap errNotBuilt. The
+// caller closes the backend.
+func openConfigTarget(ctx context.Context, t *config.Target, log *slog.Logger) (backends.Backend, error) {
+	switch t.Type {
+	case config.Local:
+		if err := os.MkdirAll(t.Path, 0o755); err != nil {
+			return nil, fmt.Errorf("target %s: %w", t.Name, err)
+		}
+		return local.New(t.Path, local.Options{NoFsync: !t.Fsync, Logger: log})
+	case config.SFTP:
+		switch {
+		case t.Password != "" || t.PasswordFile != "":
+			return nil, fmt.Errorf("target %s: password login: %w (use a key or ssh-agent)", t.Name, errNotBuilt)
+		case t.PassphraseFile != "":
+			return nil, fmt.Errorf("target %s: passphrase_file: %w (use ssh-agent)", t.Name, errNotBuilt)
+		}
+		return sftp.Dial(ctx, sftpConfig(t, log))
+	}
+	return nil, fmt.Errorf("target %s: type %s: %w", t.Name, t.Type, errNotBuilt)
+}
+
+// sftpConfig maps a configured SFTP target onto the backend's Config.
+func sftpConfig(t *config.Target, log *slog.Logger) sftp.Config {
+	c := sftp.Config{
+		Host:               t.Host,
+		Port:               t.Port,
+		User:               t.User,
+		Root:               t.Path,
+		KnownHostsFile:     t.KnownHosts,
+		AcceptNewHostKey:   t.AcceptNewHostKey,
+		KeepaliveInterval:  t.Keepalive,
+		KeepaliveMaxMissed: t.KeepaliveMaxMissed,
+		ChunkSize:          int(t.ChunkSize),
+		RequestsInFlight:   t.RequestsInFlight,
+		Connections:        t.Connections,
+		Verify:             sftp.Verify(t.Verify),
+		Logger:             log,
+	}
+	if c.Root == "." {
+		c.Root = ""
+	}
+	if t.Identity != "" {
+		c.IdentityFiles = []string{t.Identity}
+	}
+	return c
+}
+
+// targetLogger is the logger of one job's target: job= and target= on every
+// line, and reconnects of the connection counted in m.
+func targetLogger(base *slog.Logger, m *engine.Metrics, job, target string) *slog.Logger {
+	h := base.Handler()
+	if m != nil {
+		h = &reconnectCounter{Handler: h, count: func() { m.Reconnected(job, target) }}
+	}
+	return slog.New(h).With("job", job, "target", target)
+}
+
+// reconnectCounter counts the SFTP backend's "reconnecting" log events,
+// the one place a reconnect is visible from outside the backend.
+type reconnectCounter struct {
+	slog.Handler
+	count func()
+}
+
+func (r *reconnectCounter) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelInfo || r.Handler.Enabled(ctx, l)
+}
+
+func (r *reconnectCounter) Handle(ctx context.Context, rec slog.Record) error {
+	if rec.Message == "sftp reconnecting" {
+		r.count()
+	}
+	if !r.Handler.Enabled(ctx, rec.Level) {
+		return nil
+	}
+	return r.Handler.Handle(ctx, rec)
+}
+
+func (r *reconnectCounter) WithAttrs(as []slog.Attr) slog.Handler {
+	return &reconnectCounter{Handler: r.Handler.WithAttrs(as), count: r.count}
+}
+
+func (r *reconnectCounter) WithGroup(name string) slog.Handler {
+	return &reconnectCounter{Handler: r.Handler.WithGroup(name), count: r.count}
+}
+
+// engineMode maps the config's mode.
+func engineMode(m config.Mode) engine.Mode {
+	if m == config.Backup {
+		return engine.Backup
+	}
+	return engine.Mirror
+}
+
+// execOptions maps a target's transfer settings. The config counts
+// attempts per file, the engine retries after the first attempt.
+func execOptions(t *config.Target) engine.ExecOptions {
+	o := engine.ExecOptions{Transfers: t.Transfers, BWLimit: t.BWLimit, Retries: t.Retries - 1}
+	if o.Retries == 0 {
+		o.Retries = -1 // the engine reads 0 as its default
+	}
+	return o
+}
+
+// modifyWindow is how far mtimes may differ on a target and count as
+// equal: SFTP keeps whole seconds.
+func modifyWindow(t *config.Target) time.Duration {
+	if t.Type == config.SFTP {
+		return time.Second
+	}
+	return 0
+}
+
+// fanOut builds one run of a job over all its targets. now, if not nil,
+// replaces the clock of backup versions (tests).
+func fanOut(j *config.Job, base *slog.Logger, m *engine.Metrics, now func() time.Time) engine.FanOutOptions {
+	o := engine.FanOutOptions{
+		Source:    j.Source,
+		Mode:      engineMode(j.Mode),
+		Excludes:  j.Exclude,
+		Checksum:  j.Checksum,
+		MaxDelete: j.MaxDelete,
+		Logger:    base.With("job", j.Name),
+	}
+	if j.Mode == config.Backup {
+		o.Versions = &engine.Versions{Dir: j.BackupDir, Keep: engine.Keep{Count: j.Keep.Count, Age: j.Keep.Age}, Now: now}
+	}
+	for _, t := range j.Targets {
+		log := targetLogger(base, m, j.Name, t.Name)
+		exec := execOptions(t)
+		exec.Logger = log
+		if m != nil {
+			exec.Progress = m.Progress(j.Name, t.Name)
+			name := t.Name
+			exec.Sleep = func(ctx context.Context, d time.Duration) error {
+				m.Retried(j.Name, name)
+				return sleep(ctx, d)
+			}
+		}
+		o.Targets = append(o.Targets, engine.FanOutTarget{
+			Name: t.Name,
+			Open: func(ctx context.Context) (backends.Backend, error) {
+				return configTargetOpener(ctx, t, log)
+			},
+			Exec:         exec,
+			ModifyWindow: modifyWindow(t),
+			Logger:       log,
+		})
+	}
+	return o
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// jobResult is one run of one job.
+type jobResult struct {
+	job     string
+	err     error // the whole job failed before any target (source, scan)
+	targets []engine.TargetResult
+}
+
+// runJobOnce runs one job over all its targets and records it in m.
+func runJobOnce(ctx context.Context, j *config.Job, base *slog.Logger, m *engine.Metrics) jobResult {
+	if m != nil {
+		for _, t := range j.Targets {
+			m.Started(j.Name, t.Name)
+		}
+	}
+	res, err := engine.SyncTargets(ctx, fanOut(j, base, m, nil))
+	if err != nil && ctx.Err() == nil {
+		base.Error("job failed", "job", j.Name, "err", err)
+	}
+	if m != nil {
+		now := time.Now()
+		for _, r := range res {
+			m.Finished(j.Name, r.Name, r, targetExit(r) == exitUnreachable, now)
+		}
+		if err != nil && res == nil {
+			for _, t := range j.Targets {
+				m.Finished(j.Name, t.Name, engine.TargetResult{Name: t.Name, Err: err}, false, now)
+			}
+		}
+	}
+	return jobResult{job: j.Name, err: err, targets: res}
+}
+
+// targetExit is the exit status one target's run calls for.
+func targetExit(r engine.TargetResult) int {
+	switch {
+	case r.Err == nil && !r.Report.Failed():
+		return exitOK
+	case errors.Is(r.Err, errNotBuilt):
+		return exitUsage
+	case errors.Is(r.Err, backends.ErrUnreachable), errors.Is(r.Err, backends.ErrAuth):
+		return exitUnreachable
+	}
+	return exitFailed
+}
+
+// worstExit folds exit statuses: a config error (2) over an unreachable
+// target (3) over failed files (1) over success.
+func worstExit(a, b int) int {
+	rank := map[int]int{exitOK: 0, exitFailed: 1, exitUnreachable: 2, exitUsage: 3}
+	if rank[b] > rank[a] {
+		return b
+	}
+	return a
+}
+
+// exitOf is the exit status of a set of job runs.
+func exitOf(results []jobResult) int {
+	code := exitOK
+	for _, jr := range results {
+		if jr.err != nil {
+			// A source that vanished after the config was checked: the
+			// run failed and changed nothing.
+			code = worstExit(code, exitFailed)
+		}
+		for _, r := range jr.targets {
+			code = worstExit(code, targetExit(r))
+		}
+	}
+	return code
+}
