@@ -3,6 +3,7 @@ package backends
 import (
 	"fmt"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -12,7 +13,7 @@ const MaxNameLen = 255
 
 // CheckName returns an error wrapping ErrUnsafePath unless name is one
 // ordinary path element: not empty, not "." or "..", no '/', no NUL or other
-// control characters, valid UTF-8, at most MaxNameLen bytes. Names that come
+// control characters (C0, DEL, C1), valid UTF-8, at most MaxNameLen bytes. Names that come
 // from a target listing are checked with it before they are used.
 func CheckName(name string) error {
 	switch {
@@ -26,7 +27,7 @@ func CheckName(name string) error {
 		return fmt.Errorf("name %q is not valid UTF-8: %w", name, ErrUnsafePath)
 	}
 	for _, r := range name {
-		if r == '/' || r < 0x20 || r == 0x7f {
+		if r == '/' || unicode.IsControl(r) {
 			return fmt.Errorf("name %q contains %q: %w", name, r, ErrUnsafePath)
 		}
 	}
