@@ -1,0 +1,137 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferrysync/ferry/integration/ferrybin"
+	"github.com/ferrysync/ferry/integration/sshd"
+	"github.com/ferrysync/ferry/integration/treecheck"
+)
+
+// sftpChecks is what an SFTP target keeps: content, and mtimes in whole
+// seconds.
+var sftpChecks = treecheck.Options{ModTime: true, ModTimeResolution: time.Second}
+
+// sftpTargetYAML is one SFTP target of a config, on srv's root.
+func sftpTargetYAML(name string, srv *sshd.Server, extra string) string {
+	return fmt.Sprintf("      - name: %s\n        type: sftp\n        host: 127.0.0.1\n        port: %d\n        user: %s\n"+
+		"        identity: %q\n        known_hosts: %q\n        path: %q\n        keepalive: 1s\n        keepalive_max_missed: 2\n%s",
+		name, srv.Port(), srv.User(), srv.ClientKeyPath(), srv.KnownHostsPath(), srv.Root(), extra)
+}
+
+func writeRunConfig(t *testing.T, dir, text string) string {
+	t.Helper()
+	p := filepath.Join(dir, "ferry.yaml")
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func compareTree(t *testing.T, what, src, dst string, opts treecheck.Options) {
+	t.Helper()
+	diff, err := treecheck.Compare(src, dst, opts)
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+	if len(diff) > 0 {
+		if len(diff) > 10 {
+			diff = append(diff[:10], fmt.Sprintf("... %d more", len(diff)-10))
+		}
+		t.Errorf("%s differs from the source:\n%s", what, strings.Join(diff, "\n"))
+	}
+}
+
+// TestRunOnceOneSSHDStopped runs one job to two SFTP targets and one local
+// target with `ferry run --once`, stopping one sshd while its target is
+// still being filled: the run exits 3 (or 1) with the other two complete,
+// and after the sshd restarts, the next run brings the third up to date.
+func TestRunOnceOneSSHDStopped(t *testing.T) {
+	bin := ferrybin.Path(t)
+	t.Logf("ferry binary %s", bin)
+	s1 := sshd.Start(t, sshd.Options{})
+	s2 := sshd.Start(t, sshd.Options{})
+	tmp := t.TempDir()
+	src := filepath.Join(tmp, "src")
+	spec := treecheck.Spec{Seed: testSeed(t), Dirs: 20, SmallFiles: 300, LargeFiles: 3, LargeMin: 2 << 20, LargeMax: 4 << 20}
+	if err := treecheck.Generate(src, spec); err != nil {
+		t.Fatal(err)
+	}
+	localDst := filepath.Join(tmp, "local")
+	cfg := writeRunConfig(t, tmp, fmt.Sprintf("jobs:\n  - name: fan\n    source: %q\n    targets:\n", src)+
+		sftpTargetYAML("fast", s1, "        retries: 2\n")+
+		// The slow target is throttled so that it is still busy when its
+		// sshd goes away.
+		sftpTargetYAML("slow", s2, "        retries: 2\n        bwlimit: 1M\n")+
+		fmt.Sprintf("      - name: disk\n        type: local\n        path: %q\n", localDst))
+
+	p := ferrybin.Start(t, "run", "--once", "-c", cfg)
+	// Stop the slow target's sshd once it has started receiving files.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if n := countFiles(t, s2.Root()); n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the slow target got no file in 30s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stoppedAt := time.Now()
+	s2.Stop()
+	var res ferrybin.Result
+	select {
+	case <-p.Done():
+		res = p.Wait()
+	case <-time.After(2 * time.Minute):
+		p.Kill()
+		t.Fatalf("run --once did not end 2 minutes after the sshd stopped:\n%v", p.Wait())
+	}
+	t.Logf("run ended %v after the sshd stopped, exit %d", time.Since(stoppedAt).Round(time.Millisecond), res.ExitCode)
+	if res.ExitCode != 3 && res.ExitCode != 1 {
+		t.Fatalf("want exit 3 or 1 with one target down:\n%v", res)
+	}
+	if !strings.Contains(res.Stdout, "fast") || !strings.Contains(res.Stdout, "slow") {
+		t.Errorf("no summary table:\n%s", res.Stdout)
+	}
+	compareTree(t, "fast SFTP target", src, s1.Root(), sftpChecks)
+	compareTree(t, "local target", src, localDst, localSyncChecks)
+	if diff, _ := treecheck.Compare(src, s2.Root(), sftpChecks); len(diff) == 0 {
+		t.Errorf("the stopped target is complete: the sshd was stopped too late to test anything")
+	}
+
+	if err := s2.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	res = ferrybin.Run(t, 2*time.Minute, "run", "--once", "-c", cfg)
+	if res.ExitCode != 0 {
+		t.Fatalf("run after the restart:\n%v", res)
+	}
+	for _, dst := range []struct {
+		name, dir string
+		opts      treecheck.Options
+	}{{"fast", s1.Root(), sftpChecks}, {"slow", s2.Root(), sftpChecks}, {"disk", localDst, localSyncChecks}} {
+		compareTree(t, dst.name, src, dst.dir, dst.opts)
+		if parts, err := treecheck.Partials(dst.dir); err != nil || len(parts) > 0 {
+			t.Errorf("%s: partial files left: %v %v", dst.name, parts, err)
+		}
+	}
+}
+
+// countFiles counts the regular files under root, partials included.
+func countFiles(t *testing.T, root string) int {
+	t.Helper()
+	n := 0
+	filepath.Walk(root, func(_ string, fi os.FileInfo, err error) error {
+		if err == nil && fi.Mode().IsRegular() {
+			n++
+		}
+		return nil
+	})
+	return n
+}
