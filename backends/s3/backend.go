@@ -155,13 +155,14 @@ func (b *Backend) stat(ctx context.Context, path string) (backends.FileInfo, err
 func (b *Backend) hasChildren(ctx context.Context, path string) (bool, error) {
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	for oi := range b.core.Client.ListObjects(lctx, b.bucket, minio.ListObjectsOptions{Prefix: b.dirKey(path), Recursive: true, MaxKeys: 1}) {
-		if oi.Err != nil {
-			return false, classifyS3(oi.Err, b.bucket, 0)
-		}
-		return true, nil
+	oi, ok := <-b.core.Client.ListObjects(lctx, b.bucket, minio.ListObjectsOptions{Prefix: b.dirKey(path), Recursive: true, MaxKeys: 1})
+	switch {
+	case !ok:
+		return false, ctx.Err()
+	case oi.Err != nil:
+		return false, classifyS3(oi.Err, b.bucket, 0)
 	}
-	return false, ctx.Err()
+	return true, nil
 }
 
 // Stat describes path. A prefix with objects under it is a directory even

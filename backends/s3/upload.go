@@ -17,7 +17,8 @@ import (
 	"github.com/minio/minio-go/v7"
 )
 
-// Upload publishes src at path. Files up to PartSize go up in one PUT with
+// Upload publishes src at path, refusing to when path is a directory
+// (has a marker). Files up to PartSize go up in one PUT with
 // their MD5 (checked by the server) and SHA-256 (signed, and kept in the
 // metadata for Hash). Larger files go up as a multipart upload at path's
 // own key: an upload left by an earlier attempt, in this process or
@@ -38,10 +39,13 @@ func (b *Backend) Upload(ctx context.Context, path string, src backends.Source) 
 		return backends.UploadResult{}, backends.Permanent(errors.New("upload: the target root is a directory"))
 	}
 	var res backends.UploadResult
-	if has, err := b.hasChildren(ctx, path); err != nil {
-		return res, b.classify("upload", path, err, slot)
-	} else if has {
+	// A directory ferry made has a marker; one HEAD finds it, where a
+	// listing of the prefix would cost the server several times more per
+	// file. A prefix made by another tool without a marker is not seen.
+	if _, err := b.head(ctx, b.dirKey(path)); err == nil {
 		return res, b.classify("upload", path, backends.Permanent(errIsDir), slot)
+	} else if !errors.Is(err, backends.ErrNotExist) {
+		return res, b.classify("upload", path, err, slot)
 	}
 	if src.Size() <= b.cfg.PartSize {
 		res, err = b.putSingle(ctx, path, src)
