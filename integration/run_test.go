@@ -3,6 +3,7 @@ package integration
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -134,4 +135,39 @@ func countFiles(t *testing.T, root string) int {
 		return nil
 	})
 	return n
+}
+
+// TestSystemdUnit checks examples/ferry.service with systemd-analyze
+// verify (skipped where it is missing), with the built binary in place of
+// /usr/local/bin/ferry; any warning fails the test, since systemd only
+// warns about unknown or misspelt keys.
+func TestSystemdUnit(t *testing.T) {
+	unit, err := os.ReadFile(filepath.Join("..", "examples", "ferry.service"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"ExecStart=/usr/local/bin/ferry run -c /etc/ferry/ferry.yaml\n",
+		"ExecReload=/bin/kill -HUP $MAINPID\n",
+		"Restart=on-failure\n",
+		"ProtectSystem=strict\n",
+		"ReadWritePaths=",
+	} {
+		if !strings.Contains(string(unit), want) {
+			t.Errorf("the unit lacks %q", want)
+		}
+	}
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Skip("systemd-analyze not installed")
+	}
+	bin := ferrybin.Path(t)
+	p := filepath.Join(t.TempDir(), "ferry.service")
+	if err := os.WriteFile(p, []byte(strings.ReplaceAll(string(unit), "/usr/local/bin/ferry", bin)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(analyze, "verify", p).CombinedOutput()
+	if err != nil || strings.Contains(string(out), "ferry.service") {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
 }
