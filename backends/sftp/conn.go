@@ -27,6 +27,7 @@ var cipherPreference = []string{
 // conn is one SSH connection with its SFTP session and keepalive.
 type conn struct {
 	id       int
+	net      *stampConn
 	ssh      *ssh.Client
 	sftp     *sftp.Client
 	dead     chan struct{} // closed once the connection is gone
@@ -117,6 +118,9 @@ func (b *Backend) dial(ctx context.Context, id int) (*conn, error) {
 		Timeout:           r.DialTimeout,
 		Config:            ssh.Config{Ciphers: cipherPreference},
 	}
+	stamp := &stampConn{Conn: nc}
+	stamp.last.Store(time.Now().UnixNano())
+	nc = stamp
 	nc.SetDeadline(time.Now().Add(r.DialTimeout))
 	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
@@ -159,7 +163,7 @@ func (b *Backend) dial(ctx context.Context, id int) (*conn, error) {
 		return nil, fmt.Errorf("sftp session on %s: %w", r.addr, ctx.Err())
 	}
 	nc.SetDeadline(time.Time{})
-	c := &conn{id: id, ssh: client, sftp: sc2, dead: make(chan struct{})}
+	c := &conn{id: id, ssh: client, sftp: sc2, dead: make(chan struct{}), net: stamp}
 	_, c.posixRename = sc2.HasExtension("posix-rename@openssh.com")
 	_, c.statVFS = sc2.HasExtension("statvfs@openssh.com")
 	c.wg.Add(2)
@@ -182,10 +186,13 @@ func (b *Backend) dial(ctx context.Context, id int) (*conn, error) {
 }
 
 // keepalive sends keepalive@openssh.com every interval and closes the
-// connection once no answer came for KeepaliveMaxMissed intervals. Each
-// request runs in its own goroutine raced against the clock, because a
-// request on a dead link blocks (and blocks the next one) until the
-// connection is closed; closing is what frees them all.
+// connection once nothing came from the server (no keepalive answer, no
+// other byte) for KeepaliveMaxMissed intervals. Any byte counts, as in
+// OpenSSH: on a saturated link the answer queues behind megabytes of data
+// while the server's replies show it alive. Each request runs in its own
+// goroutine raced against the clock, because a request on a dead link
+// blocks (and blocks the next one) until the connection is closed; closing
+// is what frees them all.
 func (b *Backend) keepalive(c *conn) {
 	iv, n := b.cfg.KeepaliveInterval, b.cfg.KeepaliveMaxMissed
 	t := time.NewTicker(iv)
@@ -204,6 +211,9 @@ func (b *Backend) keepalive(c *conn) {
 			}
 			continue
 		case <-t.C:
+		}
+		if heard := time.Unix(0, c.net.last.Load()); heard.After(lastAlive) {
+			lastAlive = heard
 		}
 		if pending {
 			if time.Since(lastAlive) >= iv*time.Duration(n)-iv/10 {
@@ -229,6 +239,20 @@ func (b *Backend) keepalive(c *conn) {
 			}
 		}()
 	}
+}
+
+// stampConn notes when bytes last arrived, for the keepalive.
+type stampConn struct {
+	net.Conn
+	last atomic.Int64 // UnixNano of the last read that returned data
+}
+
+func (c *stampConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.last.Store(time.Now().UnixNano())
+	}
+	return n, err
 }
 
 // dialledAddr is the address a connection was asked for, standing in for

@@ -139,20 +139,21 @@ func TestResumeOverGarbageTail(t *testing.T) {
 func TestStallDetectorAbortsUpload(t *testing.T) {
 	e := newEnv(t, serverOpts{})
 	cfg, p := proxied(t, e)
-	cfg.StallTimeout = 300 * time.Millisecond
+	cfg.StallTimeout = time.Second
 	cfg.KeepaliveInterval = time.Hour // only the stall detector may act
 	cfg.Connections = 1
 	b := dial(t, cfg)
 	src := newSource(16<<20, 5)
-	go func() {
-		for p.up.Load() < 4<<20 {
-			time.Sleep(time.Millisecond)
-		}
-		p.pause()
-	}()
+	p.pauseAt.Store(p.up.Load() + 4<<20)
 	start := time.Now()
 	_, err := b.Upload(context.Background(), "f", src)
 	took := time.Since(start)
+	p.pauseAt.Store(0)
+	select {
+	case <-p.paused:
+	default:
+		t.Fatalf("upload ended (%v) before the link was paused", err)
+	}
 	if !errors.Is(err, errStalled) {
 		t.Fatalf("error %v, want a stall", err)
 	}
@@ -160,7 +161,7 @@ func TestStallDetectorAbortsUpload(t *testing.T) {
 	if backends.IsPermanent(err) {
 		t.Errorf("stall should be retryable: %v", err)
 	}
-	if took > 5*time.Second {
+	if took > 8*time.Second {
 		t.Errorf("stall detected after %v", took)
 	}
 	// The next attempt reconnects and resumes; a loaded test machine

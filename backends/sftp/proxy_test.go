@@ -15,6 +15,10 @@ type proxy struct {
 	target string
 	up     atomic.Int64 // bytes client -> server
 	cutAt  atomic.Int64 // cut all links once up reaches this (0: never)
+	// pauseAt pauses all links once up reaches it (0: never); paused is
+	// closed when that happened.
+	pauseAt atomic.Int64
+	paused  chan struct{}
 
 	mu    sync.Mutex
 	cond  *sync.Cond
@@ -28,7 +32,7 @@ type link struct {
 }
 
 func newProxy(t *testing.T, target string) *proxy {
-	p := &proxy{target: target}
+	p := &proxy{target: target, paused: make(chan struct{})}
 	p.cond = sync.NewCond(&p.mu)
 	t.Cleanup(p.close)
 	return p
@@ -72,6 +76,15 @@ func (p *proxy) pump(l *link, from, to net.Conn, upstream bool) {
 			p.mu.Unlock()
 			if upstream {
 				total := p.up.Add(int64(n))
+				if pa := p.pauseAt.Load(); pa > 0 && total >= pa && p.pauseAt.CompareAndSwap(pa, 0) {
+					p.pause()
+					close(p.paused)
+					p.mu.Lock()
+					for l.paused { // this buffer is held back like the rest
+						p.cond.Wait()
+					}
+					p.mu.Unlock()
+				}
 				if c := p.cutAt.Load(); c > 0 && total >= c {
 					p.cutAt.Store(0)
 					go p.cut()
