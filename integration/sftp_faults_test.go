@@ -82,58 +82,80 @@ func TestSFTPResetMidUpload(t *testing.T) {
 }
 
 // TestSFTPBlackHoleMidUpload stops every byte in the middle of an upload
-// while the sockets stay open. The keepalive (1s, 3 misses) must declare
-// the connections dead within seconds, not the minutes TCP would take; once
-// the link passes again the job must finish by itself. The stall detector is
-// set far out so that it cannot stand in for a broken keepalive.
+// while the sockets stay open. ferry must notice within seconds, not the
+// minutes TCP would take, and once the link passes again finish the job by
+// itself. Each case leaves one detector to do the work by setting the other
+// far out, so that neither can stand in for a broken one: the keepalive (1s,
+// 3 misses) and the stall detector (3s without an acknowledged byte).
 func TestSFTPBlackHoleMidUpload(t *testing.T) {
 	const (
-		size     = 96 << 20
-		interval = time.Second
-		missed   = 3
+		size = 96 << 20
 		// slack covers the tick the loss falls between, a loaded machine,
 		// and the backoff before the retry dials again.
 		slack = 10 * time.Second
 	)
-	seed := testSeed(t)
-	r := newSFTPRig(t, sshd.Options{}, treecheck.Spec{Seed: seed, LargeFiles: 1, LargeMin: size, LargeMax: size})
-	r.proxy.FireAfter(size/4, faultproxy.FaultBlackHole)
-	p := ferrybin.Start(t, r.syncArgs(r.knownHosts, "--retries", "3",
-		"--keepalive", interval.String(), "--keepalive-max-missed", strconv.Itoa(missed), "--stall-timeout", "2m")...)
-
-	// The black hole fires at an exact byte; note when.
-	fired := waitFor(t, p, 30*time.Second, "the black hole to fire", func() bool { return !r.proxy.Armed() })
-	accepted := r.proxy.Accepted()
-	t.Logf("black hole after %d MiB upstream, %d connections open", size/4>>20, len(r.proxy.Open()))
-	// Nothing reaches the server now: what lies at final names stays.
-	r.checkTorn(t)
-
-	// A client that gave up on its connections dials again: the proxy sees
-	// it. Only then is the link let through.
-	bound := interval*missed + slack
-	redial := waitFor(t, p, bound+30*time.Second, "ferry to dial again", func() bool { return r.proxy.Accepted() > accepted })
-	r.proxy.Pass()
-
-	res := p.Wait()
-	if res.ExitCode != ferrybin.ExitOK {
-		t.Fatalf("sync through a black hole: %s", res)
+	cases := []struct {
+		name  string
+		flags []string
+		// expect is the detector's own bound; logMsg marks the detection
+		// in ferry's log.
+		expect time.Duration
+		logMsg string
+	}{
+		{
+			name:   "keepalive",
+			flags:  []string{"--keepalive", "1s", "--keepalive-max-missed", "3", "--stall-timeout", "2m"},
+			expect: 3 * time.Second, logMsg: "sftp connection dead",
+		},
+		{
+			name:   "stall detector",
+			flags:  []string{"--keepalive", "1m", "--keepalive-max-missed", "3", "--stall-timeout", "3s"},
+			expect: 3 * time.Second, logMsg: "upload stalled",
+		},
 	}
-	r.check(t)
-	dead, ok := logTime(res.Stderr, "sftp connection dead")
-	if !ok {
-		t.Fatalf("no \"sftp connection dead\" in the log: the keepalive did not detect the black hole\n%s", res)
-	}
-	detect := dead.Sub(fired)
-	t.Logf("black hole detected by keepalive after %v (bound %v), dialled again after %v; job done in %v",
-		detect.Round(time.Millisecond), interval*missed, redial.Sub(fired).Round(time.Millisecond), res.Duration.Round(time.Millisecond))
-	if detect > bound {
-		t.Errorf("black hole detected after %v, want within %v (interval %v x %d misses + %v)", detect, bound, interval, missed, slack)
-	}
-	// The last answer may have come to a request sent almost an interval
-	// before the black hole, so death can be declared a little less than
-	// (misses - 1) intervals after it; much sooner is a false alarm.
-	if early := interval*(missed-1) - interval/2; detect < early {
-		t.Errorf("connection declared dead %v after the black hole, before %v: fewer than %d keepalives can have been missed", detect, early, missed-1)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			seed := testSeed(t)
+			r := newSFTPRig(t, sshd.Options{}, treecheck.Spec{Seed: seed, LargeFiles: 1, LargeMin: size, LargeMax: size})
+			r.proxy.FireAfter(size/4, faultproxy.FaultBlackHole)
+			p := ferrybin.Start(t, r.syncArgs(r.knownHosts, append([]string{"-v", "--retries", "3"}, tc.flags...)...)...)
+
+			// The black hole fires at an exact byte; note when.
+			fired := waitFor(t, p, 30*time.Second, "the black hole to fire", func() bool { return !r.proxy.Armed() })
+			accepted := r.proxy.Accepted()
+			t.Logf("black hole after %d MiB upstream, %d connections open", size/4>>20, len(r.proxy.Open()))
+			// Nothing reaches the server now: what lies at final names stays.
+			r.checkTorn(t)
+
+			// A client that gave up on its connections dials again: the
+			// proxy sees it. Only then is the link let through.
+			bound := tc.expect + slack
+			redial := waitFor(t, p, bound+30*time.Second, "ferry to dial again", func() bool { return r.proxy.Accepted() > accepted })
+			r.proxy.Pass()
+
+			res := p.Wait()
+			if res.ExitCode != ferrybin.ExitOK {
+				t.Fatalf("sync through a black hole: %s", res)
+			}
+			r.check(t)
+			dead, ok := logTime(res.Stderr, tc.logMsg)
+			if !ok {
+				t.Fatalf("no %q in the log: the %s did not detect the black hole\n%s", tc.logMsg, tc.name, res)
+			}
+			detect := dead.Sub(fired)
+			t.Logf("black hole detected by the %s after %v (its bound %v), dialled again after %v; job done in %v",
+				tc.name, detect.Round(time.Millisecond), tc.expect, redial.Sub(fired).Round(time.Millisecond), res.Duration.Round(time.Millisecond))
+			if detect > bound {
+				t.Errorf("black hole detected after %v, want within %v (%v + %v)", detect, bound, tc.expect, slack)
+			}
+			// The last sign of life may predate the black hole by up to
+			// an interval (a keepalive answered just before, a write
+			// acknowledged while bytes queued), so detection can come a
+			// little before the bound; much sooner is a false alarm.
+			if early := tc.expect - 1500*time.Millisecond; detect < early {
+				t.Errorf("black hole declared after %v, before %v: too soon for the %s", detect, early, tc.name)
+			}
+		})
 	}
 }
 
