@@ -199,6 +199,13 @@ func (u *upload) openPartial() (f *sftp.File, fresh bool, resumed int64, err err
 		return nil, false, 0, fmt.Errorf("partial %s is not a regular file: %w", u.partial, backends.ErrUnsafePath)
 	}
 	f, err = c.sftp.OpenFile(u.partial, os.O_RDWR)
+	if errors.Is(err, fs.ErrPermission) {
+		// An attempt that failed after giving the partial a read-only
+		// source's mode; the partial is ours, so make it writable again.
+		if c.sftp.Chmod(u.partial, 0o600) == nil {
+			f, err = c.sftp.OpenFile(u.partial, os.O_RDWR)
+		}
+	}
 	if err != nil {
 		return nil, false, 0, err
 	}
