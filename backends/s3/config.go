@@ -244,13 +244,12 @@ func New(ctx context.Context, c Config) (*Backend, error) {
 		prefix: c.Prefix,
 		log:    c.Logger,
 	}
+	// A one-key listing rather than HEAD on the bucket: its error body says
+	// which of bucket, key id or signature is wrong, where a HEAD answer
+	// has only a status code.
 	cctx, slot := withSlot(ctx)
-	ok, err := cl.BucketExists(cctx, c.Bucket)
-	if err != nil {
-		return nil, b.classify("open bucket", c.Bucket, err, slot)
-	}
-	if !ok {
-		return nil, backends.Permanent(fmt.Errorf("s3: bucket %q does not exist at %s", c.Bucket, host))
+	if _, err := b.hasChildren(cctx, ""); err != nil {
+		return nil, b.classify("open", "s3://"+c.Bucket+"/"+c.Prefix+" at "+host, err, slot)
 	}
 	return b, nil
 }

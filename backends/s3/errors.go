@@ -120,7 +120,9 @@ func classifyS3(err error, bucket string, after time.Duration) error {
 		return fmt.Errorf("%w: %w", backends.ErrNotExist, err)
 	case "AccessDenied", "AllAccessDisabled", "AccountProblem":
 		return backends.Permanent(fmt.Errorf("%w: the server refused access (check the credentials' policy for bucket %q): %w", backends.ErrPermission, bucket, err))
-	case "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "TokenRefreshRequired":
+	case "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "TokenRefreshRequired",
+		// Some servers answer an unknown key id with this, and a 404.
+		"XAdminUserNotFound":
 		return backends.Permanent(fmt.Errorf("%w: the server refused the credentials: %w", backends.ErrAuth, err))
 	case "NoSuchBucket":
 		return backends.Permanent(fmt.Errorf("bucket %q does not exist on the server (create it first): %w", bucket, err))

@@ -13,12 +13,14 @@ import (
 	"github.com/ferrysync/ferry/backends"
 )
 
-// fakeS3 answers HEAD on the bucket (so New succeeds) and fails every
+// fakeS3 answers a listing of the bucket (so New succeeds) and fails every
 // other request with the given S3 error.
 func fakeS3(t *testing.T, status int, code string, header map[string]string) *httptest.Server {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodHead && strings.Trim(r.URL.Path, "/") == "bkt" {
-			w.WriteHeader(http.StatusOK)
+		if r.Method == http.MethodGet && strings.Trim(r.URL.Path, "/") == "bkt" {
+			// The listing New makes: an empty bucket.
+			w.Header().Set("Content-Type", "application/xml")
+			fmt.Fprint(w, `<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>bkt</Name><Prefix></Prefix><KeyCount>0</KeyCount><MaxKeys>1</MaxKeys><IsTruncated>false</IsTruncated></ListBucketResult>`)
 			return
 		}
 		for k, v := range header {
