@@ -48,7 +48,7 @@ func TestScenarioRatios(t *testing.T) {
 	var sb strings.Builder
 	s.Print(&sb)
 	out := sb.String()
-	for _, want := range []string{"2.000s", "4.500s", "not measured [1]", "[1] not built", "2.25x", "for context", "resumed: 1.05x", "cpu 0.22x", "MET", "MISSED", "n/a"} {
+	for _, want := range []string{"2.000s", "4.500s", "not measured [1]", "[1] not built", "2.25x", "for context", "resumed: 1.05x", "min 0.25x, cpu 0.22x", "MET", "MISSED", "n/a"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
