@@ -112,7 +112,7 @@ type Job struct {
 	index map[string]backends.FileInfo // the source as last seen, for renames
 	byKey map[fileKey]map[string]struct{}
 	moves map[string]recentMove // new path -> where it came from, for a while
-	gen   uint64 // bumped by every batch of changes
+	gen   uint64                // bumped by every batch of changes
 }
 
 // sharedScan is one scan of the whole source, reused by every target's

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+// syncBuf is a bytes.Buffer safe for the logger and the test at once.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func execWatch(ctx context.Context, args []string, stderr *syncBuf) error {
+	g := &globalOptions{logFormat: "text"}
+	cmd := newWatchCmd(g)
+	cmd.SetArgs(args)
+	cmd.SetOut(stderr)
+	cmd.SetErr(stderr)
+	cmd.SilenceErrors = true
+	cmd.SilenceUsage = true
+	return cmd.ExecuteContext(ctx)
+}
+
+func TestWatchCommandMirrorsAndStops(t *testing.T) {
+	src := t.TempDir()
+	dstA := filepath.Join(t.TempDir(), "a")
+	dstB := filepath.Join(src, "inside") // excluded with a warning
+	if err := os.WriteFile(filepath.Join(src, "first.txt"), []byte("1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out syncBuf
+	done := make(chan error, 1)
+	go func() {
+		done <- execWatch(ctx, []string{"--fsync=false", "--status-interval=100ms", "--debounce=20ms", src, dstA, dstB}, &out)
+	}()
+	wait := func(path, want string) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			got, err := os.ReadFile(path)
+			if err == nil && string(got) == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: got %q, %v; want %q\nlog:\n%s", path, got, err, want, out.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	wait(filepath.Join(dstA, "first.txt"), "1")
+	wait(filepath.Join(dstB, "first.txt"), "1")
+	if err := os.MkdirAll(filepath.Join(src, "n/m"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "n/m/second.txt"), []byte("2"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wait(filepath.Join(dstA, "n/m/second.txt"), "2")
+	wait(filepath.Join(dstB, "n/m/second.txt"), "2")
+	if _, err := os.Stat(filepath.Join(dstB, "inside")); err == nil {
+		t.Fatal("the target inside the source was copied into itself")
+	}
+	// Off a terminal, the status goes to the log.
+	for deadline := time.Now().Add(10 * time.Second); !bytes.Contains([]byte(out.String()), []byte("msg=status")); {
+		if time.Now().After(deadline) {
+			t.Fatalf("no status line in the log:\n%s", out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("watch returned %v after a stop, want nil\nlog:\n%s", err, out.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("watch did not stop within 10s")
+	}
+	log := out.String()
+	for _, want := range []string{"target lies inside the source", "msg=status", "msg=target"} {
+		if !bytes.Contains([]byte(log), []byte(want)) {
+			t.Errorf("log lacks %q:\n%s", want, log)
+		}
+	}
+}
+
+func TestWatchCommandUsageErrors(t *testing.T) {
+	src := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"no target", []string{src}},
+		{"bad mode", []string{"--mode=sideways", src, t.TempDir()}},
+		{"missing source", []string{filepath.Join(src, "nope"), t.TempDir()}},
+		{"source inside target", []string{src, filepath.Dir(src)}},
+		{"negative rescan", []string{"--rescan-every=-1s", src, t.TempDir()}},
+		{"no workers", []string{"--workers=0", src, t.TempDir()}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out syncBuf
+			err := execWatch(context.Background(), tc.args, &out)
+			var e *exitError
+			if !errors.As(err, &e) || e.code != exitUsage {
+				t.Fatalf("got %v, want a usage error (exit %d)", err, exitUsage)
+			}
+		})
+	}
+}
