@@ -247,3 +247,22 @@ func (p *metricsProgress) FileDone(_ string, size, _ int64) {
 	s.Bytes += size
 	p.m.mu.Unlock()
 }
+
+// Add counts files and bytes published on a target outside a Progress
+// (from a watch job's status).
+func (m *Metrics) Add(job, target string, files, bytes int64) {
+	if files <= 0 && bytes <= 0 {
+		return
+	}
+	m.files.WithLabelValues(job, target).Add(float64(files))
+	m.bytes.WithLabelValues(job, target).Add(float64(bytes))
+}
+
+// Succeeded records that a target of a watch job is in sync at t.
+func (m *Metrics) Succeeded(job, target string, at time.Time) {
+	m.lastSuccess.WithLabelValues(job, target).Set(float64(at.Unix()))
+	m.up.WithLabelValues(job, target).Set(1)
+}
+
+// Down records that a target of a watch job is unreachable.
+func (m *Metrics) Down(job, target string) { m.up.WithLabelValues(job, target).Set(0) }

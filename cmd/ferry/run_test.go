@@ -327,3 +327,46 @@ func TestDaemonScheduleReloadAndStatus(t *testing.T) {
 		t.Errorf("reload restarted an unchanged job:\n%s", log)
 	}
 }
+
+func TestDaemonWatchJob(t *testing.T) {
+	fakeTargets(t)
+	dir := t.TempDir()
+	src := jobSite(t, dir)
+	out := filepath.Join(dir, "out")
+	cfg := writeConfig(t, dir, fmt.Sprintf("metrics_addr: 127.0.0.1:0\njobs:\n  - name: live\n    source: %q\n    watch: true\n"+
+		"    targets:\n      - {name: t, type: local, path: %q, fsync: false}\n      - {name: dead, type: local, path: %q}\n",
+		src, out, filepath.Join(dir, "never")))
+	ctx, cancel := context.WithCancel(context.Background())
+	var stdout, stderr syncBuffer
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, []string{"run", "-c", cfg}, &stdout, &stderr) }()
+	defer func() {
+		cancel()
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Errorf("daemon exit %d after cancel\n%s", code, stderr.String())
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("daemon did not stop")
+		}
+	}()
+	waitFor(t, "the first sync", 10*time.Second, func() bool { return len(files(t, out)) == 3 })
+	os.WriteFile(filepath.Join(src, "new.txt"), []byte("watched"), 0o644)
+	os.Remove(filepath.Join(src, "css", "a.css"))
+	waitFor(t, "the change", 15*time.Second, func() bool {
+		f := files(t, out)
+		_, gone := f["css/a.css"]
+		return f["new.txt"] == "watched" && !gone
+	})
+	m := regexp.MustCompile(`msg="serving metrics" addr=(\S+)`).FindStringSubmatch(stderr.String())
+	if m == nil {
+		t.Fatalf("no metrics address in the log:\n%s", stderr.String())
+	}
+	var sout, serr bytes.Buffer
+	if code := run(context.Background(), []string{"status", "--addr", m[1]}, &sout, &serr); code != 0 ||
+		!regexp.MustCompile(`(?m)^live +t +watch +watching `).MatchString(sout.String()) ||
+		!regexp.MustCompile(`(?m)^live +dead +watch +(down|syncing) `).MatchString(sout.String()) {
+		t.Errorf("status: exit %d\n%s%s", code, sout.String(), serr.String())
+	}
+}

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/ferrysync/ferry/backends"
+	"github.com/ferrysync/ferry/cmd/ferry/config"
+	"github.com/ferrysync/ferry/engine"
+)
+
+func init() { startWatchJob = runWatchJob }
+
+// statusEvery is how often a watch job's status is copied into the metrics.
+var statusEvery = 2 * time.Second
+
+// runWatchJob runs a watch: true job on the engine's job runtime until ctx
+// ends: one watcher and one scan for the source, a queue, retries and a
+// circuit breaker per target. A target that is down at the start is opened
+// again by its prober until it answers.
+func runWatchJob(ctx context.Context, j *config.Job, base *slog.Logger, m *engine.Metrics) error {
+	log := base.With("job", j.Name)
+	opts := engine.JobOptions{
+		Source:   j.Source,
+		Mode:     engineMode(j.Mode),
+		Excludes: j.Exclude,
+		Logger:   log,
+	}
+	if j.Mode == config.Backup {
+		log.Warn("watch job in backup mode: old versions are kept by scheduled and one-time runs only")
+	}
+	for _, t := range j.Targets {
+		tlog := targetLogger(base, m, j.Name, t.Name)
+		lb := &lazyBackend{name: t.Name, open: func(ctx context.Context) (backends.Backend, error) {
+			return configTargetOpener(ctx, t, tlog)
+		}}
+		defer lb.Close()
+		jt := engine.JobTarget{Name: t.Name, Backend: lb, ModifyWindow: modifyWindow(t)}
+		if t.Type == config.Local {
+			jt.LocalPath = t.Path
+		}
+		opts.Targets = append(opts.Targets, jt)
+		// The runtime takes one ExecOptions for all targets: the first
+		// target's transfer settings apply to all.
+		if len(opts.Targets) == 1 {
+			opts.Exec = execOptions(t)
+		}
+	}
+	job, err := engine.NewJob(opts)
+	if err != nil {
+		return err
+	}
+	if m != nil {
+		var wg sync.WaitGroup
+		pctx, stop := context.WithCancel(ctx)
+		defer func() { stop(); wg.Wait(); m.Live(j.Name, nil) }()
+		m.Live(j.Name, func() []engine.TargetState { return watchStates(j.Name, job.Status()) })
+		wg.Go(func() { copyWatchMetrics(pctx, j.Name, job, m) })
+	}
+	return job.Run(ctx)
+}
+
+// watchStates maps a watch job's target statuses onto /status.
+func watchStates(job string, sts []engine.TargetStatus) []engine.TargetState {
+	out := make([]engine.TargetState, len(sts))
+	for i, s := range sts {
+		st := engine.TargetState{Job: job, Target: s.Name, Kind: "watch", State: "watching",
+			Files: int64(s.Uploaded), Bytes: s.UploadedBytes, Failed: int64(s.Failed),
+			Queued: s.Queued + s.InFlight, LastError: s.LastError}
+		switch {
+		case s.Down:
+			st.State = "down"
+		case !s.Synced:
+			st.State = "syncing"
+		}
+		out[i] = st
+	}
+	return out
+}
+
+// copyWatchMetrics adds what a watch job did to the Prometheus counters,
+// every statusEvery, until ctx ends.
+func copyWatchMetrics(ctx context.Context, job string, j *engine.Job, m *engine.Metrics) {
+	type seen struct{ files, bytes int64 }
+	last := map[string]seen{}
+	tick := time.NewTicker(statusEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		now := time.Now()
+		for _, s := range j.Status() {
+			prev := last[s.Name]
+			cur := seen{int64(s.Uploaded), s.UploadedBytes}
+			m.Add(job, s.Name, cur.files-prev.files, cur.bytes-prev.bytes)
+			last[s.Name] = cur
+			switch {
+			case s.Down:
+				m.Down(job, s.Name)
+			case s.Synced && s.Queued == 0 && s.InFlight == 0:
+				m.Succeeded(job, s.Name, now)
+			}
+		}
+		m.Snapshot() // refreshes the queue gauges
+	}
+}
