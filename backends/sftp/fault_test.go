@@ -226,3 +226,33 @@ func TestHandshakeDeadline(t *testing.T) {
 	}
 	wantErr(t, err, backends.ErrUnreachable)
 }
+
+func TestCancelMidUploadOnDeadLink(t *testing.T) {
+	e := newEnv(t, serverOpts{})
+	cfg, p := proxied(t, e)
+	cfg.Connections = 1
+	cfg.KeepaliveInterval = time.Hour
+	cfg.StallTimeout = time.Hour // only the cancel may end it
+	b := dial(t, cfg)
+	src := newSource(16<<20, 31)
+	p.pauseAt.Store(p.up.Load() + 2<<20)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-p.paused
+		cancel()
+	}()
+	start := time.Now()
+	_, err := b.Upload(ctx, "f", src)
+	took := time.Since(start)
+	wantErr(t, err, context.Canceled)
+	if took > 6*time.Second {
+		t.Errorf("cancelled upload on a dead link returned after %v", took)
+	}
+	if _, err := os.Stat(filepath.Join(e.root, "f")); err == nil {
+		t.Fatal("cancelled upload published a file")
+	}
+	res := mustUpload(t, b, "f", src)
+	if res.Resumed == 0 {
+		t.Error("no resume after the cancelled upload")
+	}
+}
