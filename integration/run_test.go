@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -169,5 +170,102 @@ func TestSystemdUnit(t *testing.T) {
 	out, err := exec.Command(analyze, "verify", p).CombinedOutput()
 	if err != nil || strings.Contains(string(out), "ferry.service") {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	}
+}
+
+// TestWatchOneSSHDStopped runs a watch job (`ferry run`) to two SFTP
+// targets and a local one, stops one sshd, changes the source: the other
+// two follow the changes while it is down, and it catches up after its
+// sshd restarts; SIGTERM then stops ferry with exit 0.
+func TestWatchOneSSHDStopped(t *testing.T) {
+	ferrybin.Path(t)
+	s1 := sshd.Start(t, sshd.Options{})
+	s2 := sshd.Start(t, sshd.Options{})
+	tmp := t.TempDir()
+	src := filepath.Join(tmp, "src")
+	spec := treecheck.Spec{Seed: testSeed(t), Dirs: 10, SmallFiles: 200, LargeFiles: 1, LargeMin: 1 << 20, LargeMax: 2 << 20}
+	if err := treecheck.Generate(src, spec); err != nil {
+		t.Fatal(err)
+	}
+	localDst := filepath.Join(tmp, "local")
+	cfg := writeRunConfig(t, tmp, fmt.Sprintf("jobs:\n  - name: live\n    source: %q\n    watch: true\n    targets:\n", src)+
+		sftpTargetYAML("one", s1, "")+sftpTargetYAML("two", s2, "")+
+		fmt.Sprintf("      - name: disk\n        type: local\n        path: %q\n", localDst))
+	p := ferrybin.Start(t, "run", "-c", cfg)
+	defer p.Kill()
+
+	type target struct {
+		name, dir string
+		opts      treecheck.Options
+	}
+	one, two, disk := target{"one", s1.Root(), sftpChecks}, target{"two", s2.Root(), sftpChecks}, target{"disk", localDst, localSyncChecks}
+	equal := func(tg target) bool {
+		diff, err := treecheck.Compare(src, tg.dir, tg.opts)
+		return err == nil && len(diff) == 0
+	}
+	waitEqual := func(what string, limit time.Duration, tgs ...target) time.Duration {
+		t.Helper()
+		start := time.Now()
+		for {
+			ok := true
+			for _, tg := range tgs {
+				ok = ok && equal(tg)
+			}
+			if ok {
+				return time.Since(start)
+			}
+			select {
+			case <-p.Done():
+				t.Fatalf("ferry ended while waiting for %s:\n%v", what, p.Wait())
+			case <-time.After(200 * time.Millisecond):
+			}
+			if time.Since(start) > limit {
+				for _, tg := range tgs {
+					compareTree(t, tg.name, src, tg.dir, tg.opts)
+				}
+				t.Fatalf("timed out after %v waiting for %s", limit, what)
+			}
+		}
+	}
+	t.Logf("first sync of all three: %v", waitEqual("the first sync", time.Minute, one, two, disk).Round(time.Millisecond))
+
+	s2.Stop()
+	// Changes while "two" is down: new files, a changed file, a deleted one.
+	for i := range 20 {
+		if err := os.WriteFile(filepath.Join(src, fmt.Sprintf("new-%02d.txt", i)), []byte(strings.Repeat("x", i*100)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tree, err := treecheck.Scan(src, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var removed int
+	for _, path := range tree.Paths() {
+		if e := tree[path]; e.Kind == treecheck.File && removed < 5 {
+			if err := os.Remove(filepath.Join(src, filepath.FromSlash(path))); err != nil {
+				t.Fatal(err)
+			}
+			removed++
+		}
+	}
+	t.Logf("changes on the two live targets while one is down: %v", waitEqual("the live targets", time.Minute, one, disk).Round(time.Millisecond))
+	if equal(two) {
+		t.Fatalf("the stopped target has the changes: its sshd did not stop")
+	}
+
+	if err := s2.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("the restarted target caught up in %v", waitEqual("the restarted target", 2*time.Minute, one, two, disk).Round(time.Millisecond))
+
+	p.Signal(syscall.SIGTERM)
+	select {
+	case <-p.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatalf("ferry did not stop 30s after SIGTERM")
+	}
+	if res := p.Wait(); res.ExitCode != 0 {
+		t.Errorf("after SIGTERM:\n%v", res)
 	}
 }

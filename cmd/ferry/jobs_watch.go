@@ -11,8 +11,6 @@ import (
 	"github.com/ferrysync/ferry/engine"
 )
 
-func init() { startWatchJob = runWatchJob }
-
 // statusEvery is how often a watch job's status is copied into the metrics.
 var statusEvery = 2 * time.Second
 

@@ -365,7 +365,7 @@ func (r *runner) runJob(ctx context.Context, j *config.Job) {
 		runJobOnce(ctx, j, r.log, r.metrics)
 	case "watch":
 		r.plan(j, "watch", time.Time{})
-		if err := startWatchJob(ctx, j, r.log, r.metrics); err != nil && ctx.Err() == nil {
+		if err := runWatchJob(ctx, j, r.log, r.metrics); err != nil && ctx.Err() == nil {
 			r.log.Error("watch job ended", "job", j.Name, "err", err)
 		}
 	case "schedule":
@@ -423,21 +423,4 @@ func (r *runner) serveMetrics(addr string) (stop func(), err error) {
 		defer cancel()
 		_ = srv.Shutdown(ctx)
 	}, nil
-}
-
-// startWatchJob runs a watch: true job until ctx ends. Until the watch
-// runtime is wired in (jobs_watch.go), it re-syncs the job every
-// pollInterval, which catches every change, only later.
-var startWatchJob = pollWatchJob
-
-var pollInterval = 10 * time.Second
-
-func pollWatchJob(ctx context.Context, j *config.Job, log *slog.Logger, m *engine.Metrics) error {
-	log.Warn("watching is not built in: polling the source instead", "job", j.Name, "every", pollInterval)
-	for {
-		runJobOnce(ctx, j, log, m)
-		if sleep(ctx, pollInterval) != nil {
-			return ctx.Err()
-		}
-	}
 }
