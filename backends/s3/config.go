@@ -96,6 +96,12 @@ type Config struct {
 	// AbortAfter is how old an unfinished multipart upload must be before
 	// CleanupUploads aborts it; default 24h.
 	AbortAfter time.Duration
+	// StallTimeout is how long a connection may move no byte in either
+	// direction while a request is sent or its answer awaited before it is
+	// closed and the call fails with ErrUnreachable: a link that went dead
+	// under an upload otherwise hangs until TCP gives up, many minutes
+	// later. Default 2 minutes; it does not apply with a custom Transport.
+	StallTimeout time.Duration
 	// Transport replaces the HTTP transport (e.g. for a proxy in tests);
 	// DialContext only replaces how the default one dials.
 	Transport   http.RoundTripper
@@ -104,10 +110,11 @@ type Config struct {
 }
 
 const (
-	defaultPartSize   = 8 << 20
-	minPartSize       = 5 << 20
-	maxParts          = 10000
-	defaultAbortAfter = 24 * time.Hour
+	defaultPartSize     = 8 << 20
+	minPartSize         = 5 << 20
+	maxParts            = 10000
+	defaultAbortAfter   = 24 * time.Hour
+	defaultStallTimeout = 2 * time.Minute
 )
 
 func (c Config) withDefaults() Config {
@@ -134,6 +141,9 @@ func (c Config) withDefaults() Config {
 	c.PartSize = max(c.PartSize, minPartSize)
 	if c.Concurrency <= 0 {
 		c.Concurrency = 4
+	}
+	if c.StallTimeout <= 0 {
+		c.StallTimeout = defaultStallTimeout
 	}
 	if c.AbortAfter <= 0 {
 		c.AbortAfter = defaultAbortAfter
@@ -215,9 +225,14 @@ func New(ctx context.Context, c Config) (*Backend, error) {
 			return nil, fmt.Errorf("s3: transport: %w", err)
 		}
 		ht.MaxIdleConnsPerHost = 64
+		dial := ht.DialContext
 		if c.DialContext != nil {
-			ht.DialContext = c.DialContext
+			dial = c.DialContext
 		}
+		ht.DialContext = stallDialer(dial, c.StallTimeout)
+		// The stall timeout covers a slow answer; a fixed limit on
+		// waiting for headers would fail a long CompleteMultipartUpload.
+		ht.ResponseHeaderTimeout = 0
 		tr = ht
 	}
 	lookup := minio.BucketLookupAuto
@@ -252,4 +267,36 @@ func New(ctx context.Context, c Config) (*Backend, error) {
 		return nil, b.classify("open", "s3://"+c.Bucket+"/"+c.Prefix+" at "+host, err, slot)
 	}
 	return b, nil
+}
+
+// stallDialer wraps dial so that each read or write on a connection fails
+// once it has made no progress for timeout.
+func stallDialer(dial func(ctx context.Context, network, addr string) (net.Conn, error), timeout time.Duration) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &stallConn{Conn: c, timeout: timeout}, nil
+	}
+}
+
+// stallConn pushes its deadline forward before every read and write, so
+// only a connection that stops moving bytes times out. An idle pooled
+// connection times out too and is dropped, which costs a new dial.
+type stallConn struct {
+	net.Conn
+	timeout time.Duration
+}
+
+func (c *stallConn) Read(p []byte) (int, error) {
+	c.Conn.SetReadDeadline(time.Now().Add(c.timeout))
+	return c.Conn.Read(p)
+}
+
+// Write moves the read deadline too: a pooled connection's pending read
+// began when it went idle, and the answer to this request is awaited now.
+func (c *stallConn) Write(p []byte) (int, error) {
+	c.Conn.SetDeadline(time.Now().Add(c.timeout))
+	return c.Conn.Write(p)
 }

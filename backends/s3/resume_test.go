@@ -234,3 +234,46 @@ func TestCleanupUploads(t *testing.T) {
 		t.Errorf("%d uploads left, want the one outside the prefix", left)
 	}
 }
+
+// TestStalledLinkFails black-holes the link under an upload: the upload
+// fails with a retryable ErrUnreachable once StallTimeout passes without
+// progress, instead of hanging until TCP gives up, and a later attempt over
+// a working link resumes it.
+func TestStalledLinkFails(t *testing.T) {
+	srv := s3server.Start(t, s3server.Options{})
+	px, err := faultproxy.New(srv.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { px.Close() })
+	c := testConfig(srv)
+	c.Endpoint = "http://" + px.Addr()
+	c.StallTimeout = time.Second
+	b := newTestBackend(t, c)
+	data := backendtest.RandomBytes(40<<20, 61)
+	src := backendtest.OnRead(backendtest.NewBytes(data, backendtest.BaseTime), func(off int64) {
+		// The fifth part is read once one of the first four is sent.
+		if off >= 20<<20 {
+			px.BlackHole()
+		}
+	})
+	start := time.Now()
+	_, err = b.Upload(t.Context(), "s", src)
+	took := time.Since(start)
+	if !errors.Is(err, backends.ErrUnreachable) || backends.IsPermanent(err) {
+		t.Fatalf("upload over a dead link: %v; want a retryable ErrUnreachable", err)
+	}
+	if took > 10*time.Second {
+		t.Errorf("the stalled upload took %v to fail with a 1s StallTimeout", took)
+	}
+	px.Pass()
+	res, err := b.Upload(t.Context(), "s", backendtest.NewBytes(data, backendtest.BaseTime))
+	if err != nil {
+		t.Fatalf("upload after the link came back: %v", err)
+	}
+	t.Logf("stall detected after %v; the retry resumed %d bytes", took, res.Resumed)
+	if res.Resumed == 0 {
+		t.Errorf("the retry resumed nothing")
+	}
+	backendtest.WantContent(t, b, "s", data)
+}
