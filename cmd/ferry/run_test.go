@@ -326,6 +326,24 @@ func TestDaemonScheduleReloadAndStatus(t *testing.T) {
 	if strings.Contains(log, "job stopped") || strings.Count(log, "job started") != 2 {
 		t.Errorf("reload restarted an unchanged job:\n%s", log)
 	}
+
+	// jb changed (an exclude) and ja removed: both stop, jb starts again.
+	writeConfig(t, dir, "metrics_addr: 127.0.0.1:0\njobs:\n"+
+		fmt.Sprintf("  - name: jb\n    source: %q\n    schedule: 1s\n    exclude: [new.txt]\n    targets: [{name: t, type: local, path: %q, fsync: false}]\n", src, outB))
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the changed job to restart", 10*time.Second, func() bool { return strings.Count(stderr.String(), "job started") == 3 })
+	log = stderr.String()
+	if !regexp.MustCompile(`msg="job stopped" job=ja`).MatchString(log) || !regexp.MustCompile(`msg="job stopped" job=jb`).MatchString(log) {
+		t.Errorf("reload did not stop the removed and the changed job:\n%s", log)
+	}
+	// Each run of ja rewrote nothing after its removal: a new file stays off outA.
+	os.WriteFile(filepath.Join(src, "later.txt"), []byte("later"), 0o644)
+	waitFor(t, "jb to copy later.txt", 10*time.Second, func() bool { return files(t, outB)["later.txt"] == "later" })
+	if _, ok := files(t, outA)["later.txt"]; ok {
+		t.Errorf("the removed job still runs")
+	}
 }
 
 func TestDaemonWatchJob(t *testing.T) {
