@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,6 +27,9 @@ type Backend struct {
 	prefix string
 	log    *slog.Logger
 	closed atomic.Bool
+	// own is the transport New made, whose idle connections Close drops;
+	// nil when the caller supplied one.
+	own *http.Transport
 }
 
 var errClosed = errors.New("s3 backend is closed")
@@ -446,11 +450,14 @@ func (b *Backend) Hash(ctx context.Context, path string) (string, error) {
 	return "", fmt.Errorf("hash %s: no recorded sha256: %w", path, backends.ErrUnsupported)
 }
 
-// Close marks the backend closed; later calls fail. Idle connections are
-// released with the transport.
+// Close marks the backend closed and drops its idle connections; later
+// calls fail. Calls in flight are not interrupted: cancel their contexts.
 func (b *Backend) Close() error {
 	if b.closed.Swap(true) {
 		return errClosed
+	}
+	if b.own != nil {
+		b.own.CloseIdleConnections()
 	}
 	return nil
 }

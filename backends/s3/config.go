@@ -219,6 +219,7 @@ func New(ctx context.Context, c Config) (*Backend, error) {
 		return nil, fmt.Errorf("s3: %w", err)
 	}
 	tr := c.Transport
+	var own *http.Transport
 	if tr == nil {
 		ht, err := minio.DefaultTransport(secure)
 		if err != nil {
@@ -233,7 +234,7 @@ func New(ctx context.Context, c Config) (*Backend, error) {
 		// The stall timeout covers a slow answer; a fixed limit on
 		// waiting for headers would fail a long CompleteMultipartUpload.
 		ht.ResponseHeaderTimeout = 0
-		tr = ht
+		tr, own = ht, ht
 	}
 	lookup := minio.BucketLookupAuto
 	if c.PathStyle {
@@ -258,6 +259,7 @@ func New(ctx context.Context, c Config) (*Backend, error) {
 		bucket: c.Bucket,
 		prefix: c.Prefix,
 		log:    c.Logger,
+		own:    own,
 	}
 	// A one-key listing rather than HEAD on the bucket: its error body says
 	// which of bucket, key id or signature is wrong, where a HEAD answer
