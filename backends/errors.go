@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io/fs"
+	"time"
 )
 
 // Error classes. Backends wrap the cause with %w so that errors.Is finds the
@@ -80,3 +81,17 @@ func IsPermanent(err error) bool {
 
 // IsUnsupported reports whether err says the operation is not supported.
 func IsUnsupported(err error) bool { return errors.Is(err, ErrUnsupported) }
+
+// RetryAfter returns the delay a target asked for before the operation
+// that returned err is tried again (an HTTP Retry-After, say), found on the
+// first error in the chain with a RetryAfter() time.Duration method. ok is
+// false when nothing asked; the caller then uses its own backoff.
+func RetryAfter(err error) (d time.Duration, ok bool) {
+	var ra interface{ RetryAfter() time.Duration }
+	if errors.As(err, &ra) {
+		if d := ra.RetryAfter(); d > 0 {
+			return d, true
+		}
+	}
+	return 0, false
+}
