@@ -31,16 +31,14 @@ func (t *throttled) Error() string {
 }
 func (t *throttled) Unwrap() error { return t.err }
 
+// RetryAfter is the server's Retry-After, which backends.RetryAfter finds.
+func (t *throttled) RetryAfter() time.Duration { return t.after }
+
 // RetryAfter returns the delay a server asked for (its Retry-After header)
-// before the operation that returned err is tried again. ok is false when
-// err carries no such request; the caller then uses its own backoff.
-func RetryAfter(err error) (d time.Duration, ok bool) {
-	var t *throttled
-	if errors.As(err, &t) && t.after > 0 {
-		return t.after, true
-	}
-	return 0, false
-}
+// before the operation that returned err is tried again; it is
+// backends.RetryAfter, here for callers that hold an s3 error. ok is false
+// when err carries no such request.
+func RetryAfter(err error) (d time.Duration, ok bool) { return backends.RetryAfter(err) }
 
 // retryAfterSlot catches the Retry-After header of the last response a call
 // got: the transport fills it, classify reads it. S3 error bodies do not
