@@ -36,6 +36,8 @@ With --once every job runs one time, a summary table is printed, and the exit
 status says how it went (0 all done, 1 some files failed, 2 config error,
 3 a target unreachable or refusing our credentials).
 
+A config whose jobs all run once is run as with --once.
+
 SIGHUP reloads the config: added, removed and changed jobs are (re)started,
 unchanged jobs keep running. SIGINT or SIGTERM stop gracefully; a second
 signal stops at once.`,
