@@ -277,3 +277,36 @@ func TestStalledLinkFails(t *testing.T) {
 	}
 	backendtest.WantContent(t, b, "s", data)
 }
+
+// TestMultipartSourceChanged: a source that changed during a multipart
+// upload is not published, and its upload is aborted rather than left for
+// a resume that could never use it.
+func TestMultipartSourceChanged(t *testing.T) {
+	srv := s3server.Start(t, s3server.Options{})
+	c := testConfig(srv)
+	b := newTestBackend(t, c)
+	data := backendtest.RandomBytes(12<<20, 71)
+	tests := []struct {
+		name string
+		src  backends.Source
+	}{
+		{"CheckFails", backendtest.Changed(backendtest.NewBytes(data, backendtest.BaseTime))},
+		{"Shrank", backendtest.Short(backendtest.NewBytes(data, backendtest.BaseTime), 7<<20)},
+	}
+	cl, err := srv.Client()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := b.Upload(t.Context(), tt.name, tt.src)
+			if !errors.Is(err, backends.ErrSourceChanged) {
+				t.Fatalf("Upload = %v; want ErrSourceChanged", err)
+			}
+			backendtest.WantNotExist(t, b, tt.name)
+			for u := range cl.ListIncompleteUploads(t.Context(), srv.Bucket(), c.Prefix+"/"+tt.name, true) {
+				t.Errorf("upload %s of %s left open (err %v)", u.UploadID, u.Key, u.Err)
+			}
+		})
+	}
+}
