@@ -508,4 +508,3 @@ func TestSourceRootGone(t *testing.T) {
 		})
 	}
 }
-
