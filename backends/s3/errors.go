@@ -114,8 +114,12 @@ func (b *Backend) classify(op, path string, err error, slot *retryAfterSlot) err
 func classifyS3(err error, bucket string, after time.Duration) error {
 	resp := minio.ToErrorResponse(err)
 	switch resp.Code {
-	case "NoSuchKey", "NoSuchUpload", "NotFound":
+	case "NoSuchKey", "NotFound":
 		return fmt.Errorf("%w: %w", backends.ErrNotExist, err)
+	case "NoSuchUpload":
+		// Aborted under us (a cleanup, another process finishing it): the
+		// next attempt starts a new one.
+		return backends.Retryable(fmt.Errorf("multipart upload no longer exists: %w", err))
 	case "AccessDenied", "AllAccessDisabled", "AccountProblem":
 		return backends.Permanent(fmt.Errorf("%w: the server refused access (check the credentials' policy for bucket %q): %w", backends.ErrPermission, bucket, err))
 	case "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "TokenRefreshRequired",

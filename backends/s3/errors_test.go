@@ -58,6 +58,7 @@ func TestErrorClassification(t *testing.T) {
 		{name: "InternalError", status: 500, code: "InternalError"},
 		{name: "RequestTimeout", status: 400, code: "RequestTimeout"},
 		{name: "UnknownServerError", status: 502, code: "BadGateway"},
+		{name: "NoSuchUploadRetryable", status: 404, code: "NoSuchUpload"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
