@@ -138,17 +138,31 @@ func callCtx(ctx context.Context, fn func() error) error {
 	}
 }
 
-// do runs fn on a pooled connection and classifies its error.
+// do runs fn on a pooled connection and classifies its error. An operation
+// that can safely run twice is run once more, on another connection, when
+// its connection turned out to be dead (a server restart is only seen on
+// the next request): that is the transparent part of reconnecting.
 func (b *Backend) do(ctx context.Context, op, p string, fn func(c *conn) error) error {
 	if err := backends.CheckPath(p); err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
-	c, err := b.get(ctx)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", op, p, err)
+	for attempt := 0; ; attempt++ {
+		c, err := b.get(ctx)
+		if err != nil {
+			return fmt.Errorf("%s %s: %w", op, p, err)
+		}
+		err = classify(c, op, p, callCtx(ctx, func() error { return fn(c) }))
+		if err == nil || attempt > 0 || notIdempotent[op] || c.alive() || ctx.Err() != nil ||
+			!errors.Is(err, backends.ErrUnreachable) {
+			return err
+		}
+		b.log.Debug("sftp retrying on another connection", "op", op, "path", p, "err", err)
 	}
-	return classify(c, op, p, callCtx(ctx, func() error { return fn(c) }))
 }
+
+// notIdempotent lists the operations that must not be run twice: a second
+// remove or rename after a first that did reach the server would fail.
+var notIdempotent = map[string]bool{"remove": true, "rename": true}
 
 func toInfo(p string, fi os.FileInfo) backends.FileInfo {
 	return backends.FileInfo{Path: p, Size: fi.Size(), ModTime: fi.ModTime(), Mode: fi.Mode()}
