@@ -75,8 +75,9 @@ type Config struct {
 	SSHConfigFile string
 
 	// KeepaliveInterval is the time between keepalive@openssh.com requests
-	// (default 15s); a connection with no answer for KeepaliveMaxMissed
-	// intervals (default 3) is declared dead and closed.
+	// (default 15s); a connection from which nothing arrived (no answer,
+	// no other byte) for KeepaliveMaxMissed intervals (default 3) is
+	// declared dead and closed, and the next call dials a new one.
 	KeepaliveInterval  time.Duration
 	KeepaliveMaxMissed int
 	// DialTimeout bounds the TCP connect and, separately, the SSH handshake
