@@ -2,7 +2,9 @@ package engine
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -425,4 +427,58 @@ func TestJobPermanentFailureWaitsForNextChange(t *testing.T) {
 		t.Errorf("a permanent failure was retried without a change: %+v then %+v", s1, s2)
 	}
 	_ = backends.ErrUnsafePath
+}
+
+func TestJobStopCutsUploadsAndKeepsPartials(t *testing.T) {
+	jobLeakCheck(t)
+	src := t.TempDir()
+	big := make([]byte, 64<<20)
+	rand.Read(big)
+	jobWriteFile(t, filepath.Join(src, "big.bin"), big)
+	dst, b := jobLocalTarget(t)
+	j, err := NewJob(JobOptions{Source: src, Targets: []JobTarget{{Backend: b}}, Workers: 1,
+		Exec: ExecOptions{BWLimit: 4 << 20}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- j.Run(ctx) }()
+	partial := func() (string, int64) {
+		ents, _ := os.ReadDir(dst)
+		for _, e := range ents {
+			if backends.IsPartialName(e.Name()) {
+				fi, err := e.Info()
+				if err == nil {
+					return e.Name(), fi.Size()
+				}
+			}
+		}
+		return "", 0
+	}
+	jobWaitFor(t, jobConverge, "upload under way", func() error {
+		if name, size := partial(); name == "" || size == 0 {
+			return errors.New("no partial with data yet")
+		}
+		return nil
+	})
+	stopped := time.Now()
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Run returned %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return within 10s of cancel")
+	}
+	if took := time.Since(stopped); took > 3*time.Second {
+		t.Errorf("stopping took %v; the upload in flight should be cut", took)
+	}
+	if _, err := os.Stat(filepath.Join(dst, "big.bin")); err == nil {
+		t.Fatal("big.bin was published although its upload was cut")
+	}
+	if name, size := partial(); name == "" || size == 0 || size >= int64(len(big)) {
+		t.Fatalf("partial %q of %d bytes after the stop, want one kept for resume", name, size)
+	}
 }
