@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -203,43 +204,40 @@ func runWatch(ctx context.Context, g *globalOptions, f *watchFlags, source strin
 }
 
 // showStatus shows the job's targets until the returned stop is called: a
-// line per target redrawn in place on a terminal, a log line per target
-// every interval otherwise (only when something changed).
+// line per target redrawn in place on a terminal (logs are printed above
+// it), a log line per target every interval otherwise, only when something
+// changed.
 func showStatus(job *engine.Job, stderr io.Writer, logw *switchWriter, log *slog.Logger, interval time.Duration, quiet bool) (stop func()) {
 	done := make(chan struct{})
 	ended := make(chan struct{})
 	tty := isTerminal(stderr) && !quiet
+	var board *statusBoard
 	if tty {
 		interval = 250 * time.Millisecond
+		board = &statusBoard{w: stderr}
+		logw.set(board)
 	}
 	go func() {
 		defer close(ended)
 		tick := time.NewTicker(interval)
 		defer tick.Stop()
 		last := map[string]string{}
-		drawn := 0
 		for {
 			select {
 			case <-done:
-				if tty && drawn > 0 {
-					fmt.Fprint(stderr, "\n")
+				if tty {
+					logw.set(stderr)
 				}
 				return
 			case <-tick.C:
 			}
 			sts := job.Status()
 			if tty {
-				var b strings.Builder
-				if drawn > 0 {
-					fmt.Fprintf(&b, "\r\033[%dA", drawn)
+				lines := make([]string, len(sts))
+				for i, s := range sts {
+					lines[i] = statusLine(s)
 				}
-				for _, s := range sts {
-					fmt.Fprintf(&b, "\r\033[K%s\n", statusLine(s))
-				}
-				logw.mu.Lock()
-				io.WriteString(stderr, b.String())
-				logw.mu.Unlock()
-				drawn = len(sts)
+				board.draw(lines)
 				continue
 			}
 			for _, s := range sts {
@@ -256,6 +254,52 @@ func showStatus(job *engine.Job, stderr io.Writer, logw *switchWriter, log *slog
 		close(done)
 		<-ended
 	}
+}
+
+// statusBoard keeps a block of status lines at the bottom of a terminal;
+// text written to it (log lines) goes above the block.
+type statusBoard struct {
+	mu    sync.Mutex
+	w     io.Writer
+	lines []string
+	shown int // lines of the block on screen
+}
+
+func (b *statusBoard) clearLocked(buf *strings.Builder) {
+	if b.shown > 0 {
+		fmt.Fprintf(buf, "\r\033[%dA\033[J", b.shown)
+		b.shown = 0
+	}
+}
+
+func (b *statusBoard) drawLocked(buf *strings.Builder) {
+	for _, l := range b.lines {
+		fmt.Fprintf(buf, "%s\n", l)
+	}
+	b.shown = len(b.lines)
+}
+
+func (b *statusBoard) draw(lines []string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var buf strings.Builder
+	b.clearLocked(&buf)
+	b.lines = lines
+	b.drawLocked(&buf)
+	io.WriteString(b.w, buf.String())
+}
+
+func (b *statusBoard) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var buf strings.Builder
+	b.clearLocked(&buf)
+	buf.Write(p)
+	b.drawLocked(&buf)
+	if _, err := io.WriteString(b.w, buf.String()); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 func statusLine(s engine.TargetStatus) string {

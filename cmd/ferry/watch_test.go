@@ -128,3 +128,17 @@ func TestWatchCommandUsageErrors(t *testing.T) {
 		})
 	}
 }
+
+func TestStatusBoardKeepsLogsAboveTheBlock(t *testing.T) {
+	var out bytes.Buffer
+	b := &statusBoard{w: &out}
+	b.draw([]string{"t1 up", "t2 DOWN"})
+	b.Write([]byte("a log line\n"))
+	b.draw([]string{"t1 up", "t2 up"})
+	want := "t1 up\nt2 DOWN\n" +
+		"\r\033[2A\033[J" + "a log line\n" + "t1 up\nt2 DOWN\n" +
+		"\r\033[2A\033[J" + "t1 up\nt2 up\n"
+	if got := out.String(); got != want {
+		t.Fatalf("terminal got %q, want %q", got, want)
+	}
+}
