@@ -22,6 +22,7 @@ func TestClassify(t *testing.T) {
 		{"no such file", os.ErrNotExist, backends.ErrNotExist, true},
 		{"connection lost", sftp.ErrSSHFxConnectionLost, backends.ErrUnreachable, false},
 		{"eof from the transport", io.EOF, backends.ErrUnreachable, false},
+		{"closed pipe under a custom Dial", fmt.Errorf("failed to send packet: %w", io.ErrClosedPipe), backends.ErrUnreachable, false},
 		{"operation unsupported", &sftp.StatusError{Code: uint32(sftp.ErrSSHFxOpUnsupported)}, backends.ErrUnsupported, true},
 		{"generic failure", &sftp.StatusError{Code: uint32(sftp.ErrSSHFxFailure)}, nil, false},
 		{"already classified", fmt.Errorf("x: %w", backends.ErrNoSpace), backends.ErrNoSpace, true},
