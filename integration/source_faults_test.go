@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -191,13 +192,8 @@ func TestSourceChangesDuringUpload(t *testing.T) {
 			versions := map[string][]byte{"old": old}
 			w := watchPublished(final, versions)
 			proc := ferrybin.Start(t, args...)
-			// Change the file once a fifth of it has gone out.
-			time.Sleep(400 * time.Millisecond)
-			select {
-			case <-proc.Done():
-				t.Fatalf("ferry ended before the change: %s", proc.Wait())
-			default:
-			}
+			// Change the file once part of it has gone out.
+			awaitPartial(t, proc, dst, "big.bin", 1<<20)
 			newData = tc.change(t, p)
 			if newData != nil {
 				w.mu.Lock()
@@ -461,7 +457,7 @@ func TestSourceRootGone(t *testing.T) {
 				}
 				writeFiles(t, src, files2)
 				p := ferrybin.StartCmd(t, run())
-				time.Sleep(300 * time.Millisecond)
+				awaitPartial(t, p, a, "big", 1)
 				tc.gone(t, src)
 				res = p.Wait()
 			} else {
@@ -507,4 +503,33 @@ func TestSourceRootGone(t *testing.T) {
 			}
 		})
 	}
+}
+
+// awaitPartial waits until a partial file whose name ends in suffix holds
+// at least n bytes somewhere under dir: an upload is under way. It fails
+// the test if ferry ends first or nothing shows within a minute.
+func awaitPartial(t *testing.T, p *ferrybin.Process, dir, suffix string, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		found := false
+		_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+			if err != nil || found || !strings.HasPrefix(d.Name(), ".ferry-partial-") || !strings.Contains(d.Name(), suffix) {
+				return nil
+			}
+			if fi, err := d.Info(); err == nil && fi.Size() >= n {
+				found = true
+			}
+			return nil
+		})
+		if found {
+			return
+		}
+		select {
+		case <-p.Done():
+			t.Fatalf("ferry ended before an upload of %s was seen under way: %s", suffix, p.Wait())
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	t.Fatalf("no partial of %s with %d bytes under %s within a minute", suffix, n, dir)
 }
