@@ -328,3 +328,70 @@ func BenchmarkWatchBurst(b *testing.B) {
 	fmt.Print(sb.String())
 	b.Log(sb.String())
 }
+
+// procCPU returns the user+system CPU time a live process has used.
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name, which is in parentheses.
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	var ut, st int64
+	fmt.Sscan(f[11], &ut)
+	fmt.Sscan(f[12], &st)
+	const hz = 100 // USER_HZ on Linux
+	return time.Duration(ut+st) * time.Second / hz, nil
+}
+
+// BenchmarkWatchIdle measures what a watcher of 100,000 files costs while
+// nothing changes: CPU over BENCH_WATCH_IDLE (default 30s) and memory, for
+// ferry watch mirroring to a local folder.
+func BenchmarkWatchIdle(b *testing.B) {
+	bin, err := ferry(b)
+	if err != nil {
+		b.Skipf("ferry not built: %v", err)
+	}
+	src := filepath.Join(work(b), "watch-idle-src")
+	dst := filepath.Join(work(b), "watch-idle-dst")
+	spec := TreeSpec{Dirs: 1000, FilesPerDir: 100, FileSize: 64, Seed: 7}
+	n, err := GenTree(src, spec)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(bin, "watch", "--fsync=false", "--status-interval", "1h", src, dst)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	}()
+	start := time.Now()
+	for watchCountFiles(dst) < n {
+		if time.Since(start) > 15*time.Minute {
+			b.Fatalf("first sync of %d files not done after 15m: %s", n, tail(out.String(), 1000))
+		}
+		time.Sleep(time.Second)
+	}
+	synced := time.Since(start)
+	time.Sleep(3 * time.Second) // let the first sync's tail finish
+	idle := time.Duration(envInt("BENCH_WATCH_IDLE", 30)) * time.Second
+	c0, err := procCPU(cmd.Process.Pid)
+	if err != nil {
+		b.Fatal(err)
+	}
+	time.Sleep(idle)
+	c1, _ := procCPU(cmd.Process.Pid)
+	rss := rssKiB(cmd.Process.Pid)
+	pct := 100 * (c1 - c0).Seconds() / idle.Seconds()
+	msg := fmt.Sprintf("\nWatch idle: %d files in %d folders, local target\nfirst sync %v; idle CPU %.2f%% of a core over %v (target < 1%%); RSS %.1f MiB\n",
+		n, spec.Dirs, synced.Round(time.Second), pct, idle, float64(rss)/1024)
+	fmt.Print(msg)
+	b.Log(msg)
+	b.ReportMetric(pct, "idle-cpu-%")
+	b.ReportMetric(float64(rss)/1024, "rss-MiB")
+}

@@ -248,8 +248,9 @@ func globEscape(s string) string {
 
 // Run watches the source, syncs every target fully, then keeps them in
 // sync until ctx is cancelled, and returns ctx's error then. It returns
-// early with an error only when the watcher cannot start or the first scan
-// of the source fails (wrapping ErrSourceRoot for an unusable root).
+// early with an error only when the watcher cannot start or stops by
+// itself, or the first scan of the source fails (wrapping ErrSourceRoot for
+// an unusable root).
 // Failures of targets never end Run: changes stay queued and are retried,
 // and a target that is unreachable is marked down and probed until it comes
 // back.
@@ -273,7 +274,8 @@ func (j *Job) Run(ctx context.Context) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	wg.Go(func() { _ = w.Run(ctx) })
+	werr := make(chan error, 1)
+	wg.Go(func() { werr <- w.Run(ctx) })
 
 	scan, err := j.scanAll(ctx)
 	if err != nil {
@@ -290,6 +292,9 @@ func (j *Job) Run(ctx context.Context) error {
 			return ctx.Err()
 		case batch, ok := <-w.Hints():
 			if !ok {
+				if err := <-werr; err != nil && ctx.Err() == nil {
+					return fmt.Errorf("watch source: %w", err)
+				}
 				return ctx.Err()
 			}
 			j.handle(ctx, batch)
