@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -26,8 +27,10 @@ func runWatchJob(ctx context.Context, j *config.Job, base *slog.Logger, m *engin
 		Excludes: j.Exclude,
 		Logger:   log,
 	}
+	var versions *engine.Versions
 	if j.Mode == config.Backup {
-		log.Warn("watch job in backup mode: old versions are kept by scheduled and one-time runs only")
+		versions = &engine.Versions{Dir: j.BackupDir, Keep: engine.Keep{Count: j.Keep.Count, Age: j.Keep.Age}}
+		opts.Excludes = append(slices.Clone(j.Exclude), engine.ExcludeVersions(j.BackupDir))
 	}
 	for _, t := range j.Targets {
 		tlog := targetLogger(base, m, j.Name, t.Name)
@@ -35,7 +38,13 @@ func runWatchJob(ctx context.Context, j *config.Job, base *slog.Logger, m *engin
 			return configTargetOpener(ctx, t, tlog)
 		}}
 		defer lb.Close()
-		jt := engine.JobTarget{Name: t.Name, Backend: lb, ModifyWindow: modifyWindow(t)}
+		var b backends.Backend = lb
+		if versions != nil {
+			// Files the runtime replaces go to backup_dir first; deleted
+			// ones stay, as backup mode never deletes.
+			b = engine.KeepVersions(lb, versions, 0, tlog)
+		}
+		jt := engine.JobTarget{Name: t.Name, Backend: b, ModifyWindow: modifyWindow(t)}
 		if t.Type == config.Local {
 			jt.LocalPath = t.Path
 		}

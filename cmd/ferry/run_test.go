@@ -388,3 +388,39 @@ func TestDaemonWatchJob(t *testing.T) {
 		t.Errorf("status: exit %d\n%s%s", code, sout.String(), serr.String())
 	}
 }
+
+func TestDaemonWatchBackupKeepsVersions(t *testing.T) {
+	dir := t.TempDir()
+	src := jobSite(t, dir)
+	out := filepath.Join(dir, "out")
+	cfg := writeConfig(t, dir, fmt.Sprintf("jobs:\n  - name: live\n    source: %q\n    watch: true\n    mode: backup\n    backup_dir: .v\n"+
+		"    targets: [{name: t, type: local, path: %q, fsync: false}]\n", src, out))
+	ctx, cancel := context.WithCancel(context.Background())
+	var stdout, stderr syncBuffer
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, []string{"run", "-c", cfg}, &stdout, &stderr) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	waitFor(t, "the first sync", 10*time.Second, func() bool {
+		f := files(t, out)
+		return len(f) == 3 && f["index.html"] == "<h1>hi</h1>" && f["img/logo.png"] == "PNG"
+	})
+	for i, c := range []string{"second", "third"} {
+		p := filepath.Join(src, "index.html")
+		os.WriteFile(p, []byte(c), 0o644)
+		mt := time.Now().Add(time.Duration(i+1) * time.Minute)
+		os.Chtimes(p, mt, mt)
+		waitFor(t, "the change to "+c, 15*time.Second, func() bool { return files(t, out)["index.html"] == c })
+	}
+	var old []string
+	for p, c := range files(t, out) {
+		if strings.HasPrefix(p, ".v/") && strings.HasSuffix(p, "/index.html") {
+			old = append(old, c)
+		}
+	}
+	if fmt.Sprint(sortStrings(old)) != "[<h1>hi</h1> second]" {
+		t.Errorf("old versions %v, want the first and second content\n%s", old, stderr.String())
+	}
+}
