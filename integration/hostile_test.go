@@ -35,10 +35,7 @@ func plantHostile(t *testing.T, dir string) []string {
 	if err := os.MkdirAll(filepath.Join(dir, "ctl\x02dir"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	planted := []string{"ctl\x02dir/inner"}
-	for _, n := range hostileNames {
-		planted = append(planted, n)
-	}
+	planted := append([]string{"ctl\x02dir/inner"}, hostileNames...)
 	for _, p := range planted {
 		if err := os.WriteFile(filepath.Join(dir, p), []byte("planted "+p), 0o644); err != nil {
 			t.Fatal(err)
