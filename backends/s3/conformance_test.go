@@ -2,7 +2,6 @@ package s3
 
 import (
 	"testing"
-	"time"
 
 	"github.com/ferrysync/ferry/backends"
 	"github.com/ferrysync/ferry/backends/backendtest"
@@ -40,5 +39,4 @@ func TestConformanceDefaultPartSize(t *testing.T) {
 	if fi := backendtest.Stat(t, b, "f"); !fi.ModTime.Equal(backendtest.BaseTime) {
 		t.Errorf("mtime %v, want %v", fi.ModTime, backendtest.BaseTime)
 	}
-	_ = time.Second
 }
