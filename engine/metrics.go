@@ -248,14 +248,22 @@ func (p *metricsProgress) FileDone(_ string, size, _ int64) {
 	p.m.mu.Unlock()
 }
 
-// Add counts files and bytes published on a target outside a Progress
-// (from a watch job's status).
-func (m *Metrics) Add(job, target string, files, bytes int64) {
-	if files <= 0 && bytes <= 0 {
-		return
+// Counts are what a target did since the last Add.
+type Counts struct {
+	Files, Bytes, Retries, Errors int64
+}
+
+// Add counts what a target did outside a Progress (from a watch job's
+// status); negative and zero counts are ignored.
+func (m *Metrics) Add(job, target string, c Counts) {
+	for _, x := range []struct {
+		v *prometheus.CounterVec
+		n int64
+	}{{m.files, c.Files}, {m.bytes, c.Bytes}, {m.retries, c.Retries}, {m.errors, c.Errors}} {
+		if x.n > 0 {
+			x.v.WithLabelValues(job, target).Add(float64(x.n))
+		}
 	}
-	m.files.WithLabelValues(job, target).Add(float64(files))
-	m.bytes.WithLabelValues(job, target).Add(float64(bytes))
 }
 
 // Succeeded records that a target of a watch job is in sync at t.

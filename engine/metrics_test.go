@@ -20,6 +20,8 @@ func TestMetricsExposeRunsPerJobAndTarget(t *testing.T) {
 	p.FileDone("y", 23, 0)
 	m.Retried("site", "a")
 	m.Reconnected("site", "b")
+	m.Add("site", "d", Counts{Files: 3, Bytes: 30, Retries: 2, Errors: 1})
+	m.Add("site", "d", Counts{Files: -1, Bytes: 5})
 	m.Finished("site", "a", TargetResult{Name: "a"}, false, at)
 	m.Finished("site", "b", TargetResult{Name: "b", Err: backends.ErrUnreachable}, true, at)
 	m.Finished("site", "c", TargetResult{Name: "c", Report: Report{Problems: []Problem{{Path: "p", Err: errors.New("boom")}}}}, false, at)
@@ -64,6 +66,10 @@ func TestMetricsExposeRunsPerJobAndTarget(t *testing.T) {
 		`ferry_retries_total{job="site",target="a"} 1`,
 		`ferry_reconnects_total{job="site",target="b"} 1`,
 		`ferry_errors_total{job="site",target="c"} 1`,
+		`ferry_files_total{job="site",target="d"} 3`,
+		`ferry_bytes_total{job="site",target="d"} 35`,
+		`ferry_retries_total{job="site",target="d"} 2`,
+		`ferry_errors_total{job="site",target="d"} 1`,
 		`ferry_target_up{job="site",target="b"} 0`,
 		`ferry_queue_depth{job="live",target="w"} 7`,
 		`ferry_last_success_timestamp_seconds{job="site",target="a"} 1.7956224e+09`,

@@ -90,8 +90,7 @@ func watchStates(job string, sts []engine.TargetStatus) []engine.TargetState {
 // copyWatchMetrics adds what a watch job did to the Prometheus counters,
 // every statusEvery, until ctx ends.
 func copyWatchMetrics(ctx context.Context, job string, j *engine.Job, m *engine.Metrics) {
-	type seen struct{ files, bytes int64 }
-	last := map[string]seen{}
+	last := map[string]engine.Counts{}
 	tick := time.NewTicker(statusEvery)
 	defer tick.Stop()
 	for {
@@ -103,8 +102,9 @@ func copyWatchMetrics(ctx context.Context, job string, j *engine.Job, m *engine.
 		now := time.Now()
 		for _, s := range j.Status() {
 			prev := last[s.Name]
-			cur := seen{int64(s.Uploaded), s.UploadedBytes}
-			m.Add(job, s.Name, cur.files-prev.files, cur.bytes-prev.bytes)
+			cur := engine.Counts{Files: int64(s.Uploaded), Bytes: s.UploadedBytes, Retries: int64(s.Retrying), Errors: int64(s.Failed)}
+			m.Add(job, s.Name, engine.Counts{Files: cur.Files - prev.Files, Bytes: cur.Bytes - prev.Bytes,
+				Retries: cur.Retries - prev.Retries, Errors: cur.Errors - prev.Errors})
 			last[s.Name] = cur
 			switch {
 			case s.Down:

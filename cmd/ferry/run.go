@@ -72,6 +72,7 @@ type runner struct {
 
 	log     *slog.Logger
 	metrics *engine.Metrics
+	cfg     *config.Config // as loaded at the start
 
 	// exit stops the process on a second signal; tests replace it.
 	exit    func(code int)
@@ -111,6 +112,7 @@ func (r *runner) setup(cfg *config.Config) error {
 		return err
 	}
 	r.log = log
+	r.cfg = cfg
 	return nil
 }
 
@@ -324,6 +326,9 @@ func (r *runner) reload(ctx context.Context, jobs map[string]*running) {
 		return
 	}
 	r.log.Info("reloading", "config", r.path)
+	if cfg.MetricsAddr != r.cfg.MetricsAddr || cfg.LogFormat != r.cfg.LogFormat || cfg.StateDir != r.cfg.StateDir {
+		r.log.Warn("metrics_addr, log_format and state_dir take effect at the next start, not on reload")
+	}
 	r.apply(ctx, jobs, cfg)
 }
 
