@@ -157,3 +157,20 @@ func TestPrefixDirectories(t *testing.T) {
 }
 
 func putOpts() minio.PutObjectOptions { return minio.PutObjectOptions{DisableContentSha256: true} }
+
+// TestAutoAddressing leaves PathStyle off: against an IP endpoint the
+// bucket cannot be a virtual host, so addressing falls back to path-style
+// by itself.
+func TestAutoAddressing(t *testing.T) {
+	srv := s3server.Start(t, s3server.Options{})
+	c := testConfig(srv)
+	c.PathStyle = false
+	b := newTestBackend(t, c)
+	data := []byte("addressed")
+	if _, err := b.Upload(t.Context(), "f", backendtestBytes(data)); err != nil {
+		t.Fatalf("Upload without PathStyle: %v", err)
+	}
+	if fi, err := b.Stat(t.Context(), "f"); err != nil || fi.Size != int64(len(data)) {
+		t.Fatalf("Stat = %+v, %v", fi, err)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/ferrysync/ferry/backends/backendtest"
 	"github.com/ferrysync/ferry/integration/s3server"
 	"go.uber.org/goleak"
 )
@@ -40,4 +41,8 @@ func newTestBackend(t testing.TB, c Config) *Backend {
 	}
 	t.Cleanup(func() { b.Close() })
 	return b
+}
+
+func backendtestBytes(data []byte) *backendtest.Bytes {
+	return backendtest.NewBytes(data, backendtest.BaseTime)
 }
