@@ -110,7 +110,7 @@ type Job struct {
 
 	mu    sync.Mutex
 	index map[string]backends.FileInfo // the source as last seen, for renames
-	byKey map[fileKey]map[string]struct{}
+	byKey map[fileKey]keyRef
 	moves map[string]recentMove // new path -> where it came from, for a while
 	gen   uint64                // bumped by every batch of changes
 }
@@ -326,7 +326,7 @@ func (j *Job) scanAll(ctx context.Context) (*sharedScan, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	j.index = make(map[string]backends.FileInfo, len(src))
-	j.byKey = make(map[fileKey]map[string]struct{}, len(src))
+	j.byKey = make(map[fileKey]keyRef, len(src))
 	for _, e := range src {
 		j.setIndexLocked(e)
 	}

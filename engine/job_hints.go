@@ -85,16 +85,11 @@ func (j *Job) handle(ctx context.Context, batch []watch.Hint) {
 			if !ok {
 				continue
 			}
-			cands := j.byKey[k]
-			if len(cands) != 1 {
-				// None, or ambiguous: two files of one size and mtime
-				// could be swapped, and a move cannot be checked by
-				// content.
+			// None, or ambiguous: two files of one size and mtime could
+			// be swapped, and a move cannot be checked by content.
+			from, ok := j.uniqueLocked(k)
+			if !ok {
 				continue
-			}
-			var from string
-			for v := range cands {
-				from = v
 			}
 			if from == c.path || covers(from, c.path) || covers(c.path, from) {
 				continue
@@ -165,6 +160,27 @@ func sameKey(a, b *backends.FileInfo) bool {
 	return oka && okb && ka == kb
 }
 
+// keyRef counts the source entries with one fileKey and names one of them.
+// Only a count of one with a known name makes a rename candidate; the name
+// is forgotten when that entry goes while others stay, which costs a rename
+// seen as a copy at worst, and keeps the index one small entry per key.
+type keyRef struct {
+	path string
+	n    int
+}
+
+// uniqueLocked returns the one indexed path with key k; j.mu must be held.
+func (j *Job) uniqueLocked(k fileKey) (string, bool) {
+	r, ok := j.byKey[k]
+	if !ok || r.n != 1 || r.path == "" {
+		return "", false
+	}
+	if e, ok := j.index[r.path]; !ok || !sameKey(&e, &backends.FileInfo{Size: k.size, ModTime: time.Unix(0, k.mtime), Mode: e.Mode}) {
+		return "", false
+	}
+	return r.path, true
+}
+
 // setIndexLocked records a source entry; j.mu must be held.
 func (j *Job) setIndexLocked(e backends.FileInfo) {
 	if o, ok := j.index[e.Path]; ok {
@@ -172,22 +188,33 @@ func (j *Job) setIndexLocked(e backends.FileInfo) {
 	}
 	j.index[e.Path] = e
 	if k, ok := keyOf(&e); ok {
-		m := j.byKey[k]
-		if m == nil {
-			m = map[string]struct{}{}
-			j.byKey[k] = m
+		r := j.byKey[k]
+		if r.n == 0 {
+			r.path = e.Path
 		}
-		m[e.Path] = struct{}{}
+		r.n++
+		j.byKey[k] = r
 	}
 }
 
 func (j *Job) unkeyLocked(e *backends.FileInfo) {
-	if k, ok := keyOf(e); ok {
-		delete(j.byKey[k], e.Path)
-		if len(j.byKey[k]) == 0 {
-			delete(j.byKey, k)
-		}
+	k, ok := keyOf(e)
+	if !ok {
+		return
 	}
+	r, ok := j.byKey[k]
+	if !ok {
+		return
+	}
+	r.n--
+	switch {
+	case r.n <= 0:
+		delete(j.byKey, k)
+		return
+	case r.path == e.Path:
+		r.path = ""
+	}
+	j.byKey[k] = r
 }
 
 // dropIndexLocked forgets p and, for a directory, everything under it.
@@ -294,13 +321,9 @@ func (j *Job) movedFrom(e *backends.FileInfo) (string, backends.FileInfo, bool) 
 			return m.from, m.old, true
 		}
 	}
-	cands := j.byKey[k]
-	if len(cands) != 1 {
+	from, ok := j.uniqueLocked(k)
+	if !ok {
 		return "", backends.FileInfo{}, false
-	}
-	var from string
-	for v := range cands {
-		from = v
 	}
 	if from == e.Path || covers(from, e.Path) || covers(e.Path, from) {
 		return "", backends.FileInfo{}, false
