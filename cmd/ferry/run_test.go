@@ -344,6 +344,15 @@ func TestDaemonScheduleReloadAndStatus(t *testing.T) {
 	if _, ok := files(t, outA)["later.txt"]; ok {
 		t.Errorf("the removed job still runs")
 	}
+
+	// A broken config on reload is reported; the jobs keep running.
+	writeConfig(t, dir, "jobs:\n  - name: jb\n    sauce: x\n")
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the failed reload", 10*time.Second, func() bool { return strings.Contains(stderr.String(), "reload failed") })
+	os.WriteFile(filepath.Join(src, "after-bad.txt"), []byte("still"), 0o644)
+	waitFor(t, "jb after the failed reload", 10*time.Second, func() bool { return files(t, outB)["after-bad.txt"] == "still" })
 }
 
 func TestDaemonWatchJob(t *testing.T) {
