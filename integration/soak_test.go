@@ -25,6 +25,9 @@ type soakProfile struct {
 	spec   treecheck.Spec
 	budget time.Duration // time under faults; the clean last run comes after
 	round  time.Duration // a run still going after this is a hang
+	// window: a SIGKILL or sshd restart falls at a random moment within
+	// this much of a run's start; about a run's length under faults.
+	window time.Duration
 }
 
 // soakProfiles: the short one runs by default (about two minutes on two
@@ -36,6 +39,7 @@ var soakProfiles = map[string]soakProfile{
 			LargeFiles: 3, LargeMin: 20 << 20, LargeMax: 32 << 20},
 		budget: 75 * time.Second,
 		round:  3 * time.Minute,
+		window: 8 * time.Second,
 	},
 	"long": {
 		name: "long",
@@ -43,6 +47,7 @@ var soakProfiles = map[string]soakProfile{
 			LargeFiles: 8, LargeMin: 20 << 20, LargeMax: 50 << 20},
 		budget: 15 * time.Minute,
 		round:  10 * time.Minute,
+		window: 90 * time.Second,
 	},
 }
 
@@ -139,10 +144,10 @@ func TestFaultSoak(t *testing.T) {
 		// third, sshd is restarted under it.
 		var killAt, restartAt time.Duration
 		if rnd.IntN(2) == 0 {
-			killAt = time.Duration(300+rnd.IntN(8000)) * time.Millisecond
+			killAt = 300*time.Millisecond + time.Duration(rnd.Int64N(int64(prof.window)))
 		}
 		if rnd.IntN(3) == 0 {
-			restartAt = time.Duration(200+rnd.IntN(5000)) * time.Millisecond
+			restartAt = 200*time.Millisecond + time.Duration(rnd.Int64N(int64(prof.window*2/3)))
 		}
 		res := soakRun(t, r, st, args, prof.round, killAt, restartAt)
 		how := fmt.Sprintf("exit %d", res.ExitCode)
