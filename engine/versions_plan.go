@@ -1,5 +1,7 @@
 package engine
 
+import "github.com/ferrysync/ferry/backends"
+
 // The planner's side of backup versions (PlanOptions.Versions).
 
 // archiving reports whether entries the source lacks go to Versions.
