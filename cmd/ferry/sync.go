@@ -27,6 +27,7 @@ type syncFlags struct {
 	dryRun    bool
 	progress  bool
 	ssh       sshFlags
+	s3        s3Flags
 	// progressEvery is the interval of progress log lines off a terminal.
 	progressEvery time.Duration
 }
@@ -65,6 +66,7 @@ TARGET is a local directory (created if its parent exists) or a URL.`,
 	fl.DurationVar(&f.progressEvery, "progress-interval", f.progressEvery, "time between progress log lines off a terminal")
 	_ = fl.MarkHidden("progress-interval")
 	f.ssh.register(fl)
+	f.s3.register(fl)
 	return cmd
 }
 
@@ -133,7 +135,7 @@ func runSync(ctx context.Context, g *globalOptions, f *syncFlags, source, target
 			return err
 		}
 	}
-	b, err := openTarget(ctx, target, targetOptions{fsync: f.fsync, dryRun: f.dryRun, logger: log, ssh: &f.ssh})
+	b, err := openTarget(ctx, target, targetOptions{fsync: f.fsync, dryRun: f.dryRun, logger: log, ssh: &f.ssh, s3: &f.s3})
 	if err != nil {
 		var e *exitError
 		if errors.As(err, &e) || exitCode(err) == exitUnreachable {
