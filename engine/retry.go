@@ -4,6 +4,8 @@ import (
 	"context"
 	"math/rand/v2"
 	"time"
+
+	"github.com/ferrysync/ferry/backends"
 )
 
 // Backoff computes the wait before a retry: exponential growth from Base,
@@ -32,6 +34,18 @@ func (b Backoff) Delay(attempt int) time.Duration {
 		return b.Jitter(d)
 	}
 	return rand.N(d + 1)
+}
+
+// DelayFor returns the wait before retry number attempt after err: the
+// backoff's delay, or longer when the target asked for a longer pause (an
+// S3 Retry-After, see backends.RetryAfter). The target's word is capped at
+// Max so a bogus header cannot park a worker for hours.
+func (b Backoff) DelayFor(attempt int, err error) time.Duration {
+	d := b.Delay(attempt)
+	if ra, ok := backends.RetryAfter(err); ok && ra > d {
+		d = min(ra, max(b.Max, d))
+	}
+	return d
 }
 
 // sleepCtx waits for d or until ctx is done, whichever comes first; it

@@ -349,7 +349,7 @@ func (e *executor) retry(ctx context.Context, what, path string, fn func() error
 		if backends.IsPermanent(err) || attempt >= e.opts.Retries {
 			return err
 		}
-		d := e.opts.Backoff.Delay(attempt)
+		d := e.opts.Backoff.DelayFor(attempt, err)
 		e.log.Debug("retrying", "op", what, "path", path, "attempt", attempt+1, "wait", d, "err", err)
 		if err := e.opts.Sleep(ctx, d); err != nil {
 			return err

@@ -73,7 +73,7 @@ func (e *executor) upload(ctx context.Context, op Op) {
 			e.prog.FileFailed(op.Path, err)
 			return
 		}
-		d := e.opts.Backoff.Delay(attempt)
+		d := e.opts.Backoff.DelayFor(attempt, err)
 		attempt++
 		e.log.Debug("retrying upload", "path", op.Path, "attempt", attempt, "wait", d, "err", err)
 		if err := e.opts.Sleep(ctx, d); err != nil {
