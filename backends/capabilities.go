@@ -36,6 +36,15 @@ type SpaceReporter interface {
 	FreeSpace(ctx context.Context, path string) (int64, error)
 }
 
+// Cleaner is implemented by backends that leave leftovers of their own kind
+// behind failed uploads (S3's unfinished multipart uploads) and can remove
+// those older than their retention. It returns how many it removed. The
+// engine calls it once per run; partial files of the other backends are
+// cleaned by the engine itself from the listing.
+type Cleaner interface {
+	CleanupStale(ctx context.Context) (int, error)
+}
+
 // Wrapper is implemented by backends that wrap another (retry, rate limit,
 // metrics). Unwrap returns the wrapped backend.
 type Wrapper interface {

@@ -415,6 +415,14 @@ func (e *executor) cleanPartials(ctx context.Context, ops []Op) {
 		}
 		return false
 	}
+	if c, ok := backends.As[backends.Cleaner](e.target); ok {
+		if n, err := c.CleanupStale(ctx); err != nil {
+			e.log.Warn("could not clean up stale uploads", "removed", n, "err", err)
+		} else if n > 0 {
+			e.count(func(r *Report) { r.PartialsRemoved += n })
+			e.log.Debug("cleaned up stale uploads", "removed", n)
+		}
+	}
 	now := e.opts.Now()
 	for _, p := range StalePartials(e.opts.Partials, e.rep.Plan) {
 		young := e.opts.PartialRetention > 0 && now.Sub(p.ModTime) < e.opts.PartialRetention

@@ -468,4 +468,5 @@ var now = time.Now
 var (
 	_ backends.Backend = (*Backend)(nil)
 	_ backends.Hasher  = (*Backend)(nil)
+	_ backends.Cleaner = (*Backend)(nil)
 )

@@ -94,7 +94,7 @@ type Config struct {
 	// Concurrency is the number of parts of one file sent at once; default 4.
 	Concurrency int
 	// AbortAfter is how old an unfinished multipart upload must be before
-	// CleanupUploads aborts it; default 24h.
+	// CleanupStale aborts it; default 24h.
 	AbortAfter time.Duration
 	// StallTimeout is how long a connection may move no byte in either
 	// direction while a request is sent or its answer awaited before it is

@@ -16,5 +16,5 @@
 // object appears whole when its PUT or CompleteMultipartUpload returns, so
 // no torn object can be seen and the partial-file names of the other
 // backends are never used; unfinished uploads older than AbortAfter are
-// aborted by CleanupUploads.
+// aborted by CleanupStale.
 package s3

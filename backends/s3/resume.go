@@ -127,13 +127,13 @@ func (b *Backend) verifyParts(ctx context.Context, src backends.Source, parts []
 	return first
 }
 
-// CleanupUploads aborts the unfinished multipart uploads under the
+// CleanupStale aborts the unfinished multipart uploads under the
 // target's prefix that were started more than AbortAfter ago: uploads of
 // files that changed or vanished, which no later attempt will finish. The
 // engine calls it once per run. It returns how many it aborted; it goes on
 // past a failed abort and returns the first error. Cancelling ctx stops it
 // between aborts.
-func (b *Backend) CleanupUploads(ctx context.Context) (int, error) {
+func (b *Backend) CleanupStale(ctx context.Context) (int, error) {
 	ctx, slot, err := b.enter(ctx, "cleanup uploads")
 	if err != nil {
 		return 0, err

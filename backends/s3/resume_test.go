@@ -192,7 +192,7 @@ func TestResumeReplacesBadParts(t *testing.T) {
 	}
 }
 
-func TestCleanupUploads(t *testing.T) {
+func TestCleanupStale(t *testing.T) {
 	srv := s3server.Start(t, s3server.Options{})
 	c := testConfig(srv)
 	c.AbortAfter = time.Hour
@@ -210,15 +210,15 @@ func TestCleanupUploads(t *testing.T) {
 	if _, err := core.NewMultipartUpload(t.Context(), srv.Bucket(), "elsewhere/x", minio.PutObjectOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	n, err := b.CleanupUploads(t.Context())
+	n, err := b.CleanupStale(t.Context())
 	if err != nil || n != 0 {
-		t.Fatalf("CleanupUploads of young uploads = %d, %v; want 0", n, err)
+		t.Fatalf("CleanupStale of young uploads = %d, %v; want 0", n, err)
 	}
 	defer func() { now = time.Now }()
 	now = func() time.Time { return time.Now().Add(2 * time.Hour) }
-	n, err = b.CleanupUploads(t.Context())
+	n, err = b.CleanupStale(t.Context())
 	if err != nil || n != 2 {
-		t.Fatalf("CleanupUploads two hours later = %d, %v; want the 2 under the prefix", n, err)
+		t.Fatalf("CleanupStale two hours later = %d, %v; want the 2 under the prefix", n, err)
 	}
 	left := 0
 	for u := range cl.ListIncompleteUploads(t.Context(), srv.Bucket(), "", true) {

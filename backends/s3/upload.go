@@ -283,11 +283,11 @@ func (b *Backend) fixMeta(ctx context.Context, key string, src backends.Source) 
 
 // abort aborts a multipart upload whose parts will never be used. It runs
 // even after ctx is cancelled, with its own short deadline; a failure is
-// only logged since CleanupUploads catches what is left.
+// only logged since CleanupStale catches what is left.
 func (b *Backend) abort(key, id string) {
 	ctx, cancel := context.WithTimeout(context.Background(), abortTimeout)
 	defer cancel()
 	if err := b.core.AbortMultipartUpload(ctx, b.bucket, key, id); err != nil {
-		b.log.Warn("could not abort multipart upload; CleanupUploads will", "key", key, "upload_id", id, "err", err)
+		b.log.Warn("could not abort multipart upload; CleanupStale will", "key", key, "upload_id", id, "err", err)
 	}
 }
