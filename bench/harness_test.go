@@ -349,9 +349,12 @@ func settle(pid int) {
 }
 
 // report publishes a scenario's medians and ratios as benchmark metrics and
-// prints its table.
+// prints its table at once, so a run cut short keeps the tables it made;
+// TestMain prints them all together again at the end.
 func report(b *testing.B, s *Scenario) {
 	b.Helper()
+	fmt.Println()
+	s.Print(os.Stdout)
 	for _, sum := range s.Summaries() {
 		if sum.N == 0 || sum.MissingReason != "" {
 			continue
