@@ -1,0 +1,13 @@
+// Package state keeps, per job and target, what the target holds (path,
+// size, mtime, mode, link target, and a hash where one is known) in an
+// embedded bbolt file, so that a restarted run can plan without listing the
+// whole target.
+//
+// The store is written after the target: a record is added only once the
+// operation that published it has returned, in batches, so a crash may lose
+// the newest records but never holds one for a file that is not there. The
+// paths a run is about to touch are written first as an "in flight" set;
+// after a crash only those are checked again on the target. A file that is
+// corrupt, of another format version, or made for another target is moved
+// aside and rebuilt from a listing, never trusted.
+package state
