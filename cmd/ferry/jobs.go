@@ -10,6 +10,7 @@ import (
 
 	"github.com/ferrysync/ferry/backends"
 	"github.com/ferrysync/ferry/backends/local"
+	"github.com/ferrysync/ferry/backends/s3"
 	"github.com/ferrysync/ferry/backends/sftp"
 	"github.com/ferrysync/ferry/cmd/ferry/config"
 	"github.com/ferrysync/ferry/engine"
@@ -42,6 +43,8 @@ func openConfigTarget(ctx context.Context, t *config.Target, log *slog.Logger) (
 			return nil, fmt.Errorf("target %s: passphrase_file: %w (use ssh-agent)", t.Name, errNotBuilt)
 		}
 		return sftp.Dial(ctx, sftpConfig(t, log))
+	case config.S3:
+		return s3.New(ctx, s3Config(t, log))
 	}
 	return nil, fmt.Errorf("target %s: type %s: %w", t.Name, t.Type, errNotBuilt)
 }
@@ -70,6 +73,21 @@ func sftpConfig(t *config.Target, log *slog.Logger) sftp.Config {
 		c.IdentityFiles = []string{t.Identity}
 	}
 	return c
+}
+
+// s3Config maps a configured S3 target onto the backend's Config. Keys left
+// empty are taken by the backend from the AWS environment and files.
+func s3Config(t *config.Target, log *slog.Logger) s3.Config {
+	return s3.Config{
+		Bucket:          t.Bucket,
+		Prefix:          t.Path,
+		Endpoint:        t.Endpoint,
+		Region:          t.Region,
+		AccessKeyID:     t.AccessKeyID,
+		SecretAccessKey: t.SecretAccessKey.Reveal(),
+		Insecure:        t.Insecure,
+		Logger:          log,
+	}
 }
 
 // targetLogger is the logger of one job's target: job= and target= on every
