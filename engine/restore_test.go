@@ -1,0 +1,210 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferrysync/ferry/backends"
+)
+
+func fi(path string, mtime time.Time) backends.FileInfo {
+	return backends.FileInfo{Path: path, Size: 1, ModTime: mtime, Mode: 0o644}
+}
+
+func TestPickAt(t *testing.T) {
+	h := func(n int) time.Time { return time.Date(2026, 11, 25, n, 0, 0, 0, time.UTC) }
+	// Runs at 10, 11, 12. x written at 9, replaced at 11 by a copy of 10:30;
+	// gone written at 9, deleted by run 11; born written at 11:30.
+	live := []backends.FileInfo{fi("x", h(10).Add(30*time.Minute)), fi("born", h(11).Add(30*time.Minute))}
+	trees := []versionTree{
+		{stamp: "11", until: h(11), entries: []backends.FileInfo{fi("x", h(9)), fi("gone", h(9))}},
+	}
+	cases := []struct {
+		name string
+		at   time.Time
+		want map[string]time.Time // path -> mtime of the pick
+	}{
+		{"before anything", h(8), map[string]time.Time{}},
+		{"after run 10: old x and gone", h(10), map[string]time.Time{"x": h(9), "gone": h(9)}},
+		{"at the stamp counts as after the run", h(11), map[string]time.Time{"x": h(10).Add(30 * time.Minute)}},
+		{"after run 12: born too", h(12), map[string]time.Time{"x": h(10).Add(30 * time.Minute), "born": h(11).Add(30 * time.Minute)}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := map[string]time.Time{}
+			for _, p := range pickAt(live, trees, c.at) {
+				got[p.Rel] = p.From.ModTime
+			}
+			if !maps.EqualFunc(got, c.want, time.Time.Equal) {
+				t.Errorf("at %v: got %v, want %v", c.at, got, c.want)
+			}
+		})
+	}
+}
+
+// TestRestoreRoundTrip backs up three states with versions and restores
+// each one, and the live one.
+func TestRestoreRoundTrip(t *testing.T) {
+	src, dst := t.TempDir(), t.TempDir()
+	b := localTarget(t, dst)
+	t1 := time.Date(2026, 11, 25, 16, 15, 0, 0, time.UTC)
+	runs := []time.Time{t1, t1.Add(time.Hour), t1.Add(2 * time.Hour)}
+	mt := func(i int) time.Time { return runs[i].Add(-10 * time.Minute) }
+	var states []map[string]string
+	for i, step := range []func(){
+		func() {
+			mkfile(t, src, "a.txt", "a1", mt(0))
+			mkfile(t, src, "c.txt", "c1", mt(0))
+			mkfile(t, src, "d/b.txt", "b1", mt(0))
+			mkfile(t, src, "d/e/f.txt", "f1", mt(0))
+		},
+		func() {
+			mkfile(t, src, "a.txt", "a2", mt(1))
+			os.Remove(filepath.Join(src, "c.txt"))
+			os.RemoveAll(filepath.Join(src, "d"))
+			mkfile(t, src, "new.txt", "n2", mt(1))
+		},
+		func() {
+			mkfile(t, src, "a.txt", "a3-longer", mt(2))
+			mkfile(t, src, "c.txt", "c3", mt(2))
+			mkfile(t, src, "d/b.txt", "b3", mt(2))
+		},
+	} {
+		step()
+		states = append(states, readTree(t, src))
+		backupRun(t, src, dst, runs[i], Keep{})
+	}
+	for i, at := range append(runs, time.Time{}) {
+		want := states[min(i, 2)]
+		t.Run(at.Format(time.Kitchen), func(t *testing.T) {
+			out := t.TempDir()
+			rep, err := Restore(context.Background(), b, out, RestoreOptions{At: at, VersionsDir: ".v"})
+			if err != nil || len(rep.Problems) > 0 {
+				t.Fatalf("restore: %v, problems %v", err, rep.Problems)
+			}
+			if got := readTree(t, out); !maps.Equal(got, want) {
+				t.Errorf("restored\n got %v\nwant %v", got, want)
+			}
+		})
+	}
+	t.Run("one folder at run 1", func(t *testing.T) {
+		out := t.TempDir()
+		rep, err := Restore(context.Background(), b, out, RestoreOptions{Path: "d", At: runs[0], VersionsDir: ".v"})
+		if err != nil || len(rep.Problems) > 0 {
+			t.Fatalf("restore: %v, problems %v", err, rep.Problems)
+		}
+		want := map[string]string{"d/b.txt": "b1", "d/e/f.txt": "f1"}
+		if got := readTree(t, out); !maps.Equal(got, want) {
+			t.Errorf("got %v, want %v", got, want)
+		}
+	})
+	t.Run("versions of a.txt", func(t *testing.T) {
+		vs, err := ListVersions(context.Background(), b, ".v", "a.txt")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, v := range vs {
+			got = append(got, v.Stamp)
+		}
+		want := "|2026-11-25T181500Z|2026-11-25T171500Z"
+		if strings.Join(got, "|") != want {
+			t.Errorf("versions %q, want %q", strings.Join(got, "|"), want)
+		}
+	})
+}
+
+func TestRestoreExistingFiles(t *testing.T) {
+	dst := t.TempDir()
+	mt := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	mkfile(t, dst, "f.txt", "target", mt)
+	b := localTarget(t, dst)
+	cases := []struct {
+		name      string
+		overwrite bool
+		wantFile  string
+		wantAside bool
+		wantProbs int
+	}{
+		{"kept without overwrite", false, "mine", false, 1},
+		{"moved aside with overwrite", true, "target", true, 0},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			out := t.TempDir()
+			mkfile(t, out, "f.txt", "mine", mt.Add(time.Hour))
+			rep, err := Restore(context.Background(), b, out, RestoreOptions{Overwrite: c.overwrite})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rep.Problems) != c.wantProbs {
+				t.Errorf("problems %v, want %d", rep.Problems, c.wantProbs)
+			}
+			got := readTree(t, out)
+			if got["f.txt"] != c.wantFile {
+				t.Errorf("f.txt = %q, want %q", got["f.txt"], c.wantFile)
+			}
+			aside := 0
+			for p, content := range got {
+				if strings.HasPrefix(p, "f.txt.ferry-old-") && content == "mine" {
+					aside++
+				}
+			}
+			if (aside == 1) != c.wantAside || len(rep.KeptAside) != aside {
+				t.Errorf("kept aside %d (report %v), want %v", aside, rep.KeptAside, c.wantAside)
+			}
+		})
+	}
+}
+
+func TestRestoreSymlinksStayInside(t *testing.T) {
+	dst := t.TempDir()
+	outside := t.TempDir()
+	mt := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	mkfile(t, dst, "d/f.txt", "f", mt)
+	for name, target := range map[string]string{
+		"d/in":   "f.txt",
+		"d/up":   "../d/f.txt",
+		"out":    filepath.Join(outside, "x"),
+		"d/out2": "../../x",
+		"esc":    "d/../../x",
+	} {
+		if err := os.Symlink(target, filepath.Join(dst, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := filepath.Join(t.TempDir(), "r")
+	rep, err := Restore(context.Background(), localTarget(t, dst), out, RestoreOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := map[string]bool{}
+	for _, p := range rep.Problems {
+		if !errors.Is(p, backends.ErrUnsafePath) {
+			t.Errorf("problem %v is not an unsafe path", p)
+		}
+		refused[p.Path] = true
+	}
+	for _, name := range []string{"out", "d/out2", "esc"} {
+		if !refused[name] {
+			t.Errorf("%s not refused", name)
+		}
+		if _, err := os.Lstat(filepath.Join(out, name)); err == nil {
+			t.Errorf("%s was created", name)
+		}
+	}
+	for _, name := range []string{"d/in", "d/up"} {
+		if _, err := os.Stat(filepath.Join(out, name)); err != nil {
+			t.Errorf("link %s inside dest not restored: %v", name, err)
+		}
+	}
+	if rep.Links != 2 || rep.Files != 1 {
+		t.Errorf("links %d files %d, want 2 and 1", rep.Links, rep.Files)
+	}
+}
