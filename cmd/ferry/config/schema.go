@@ -51,9 +51,10 @@ package config
 //	backup_dir: backup mode only: where old versions go, relative to each
 //	            target's root, as backup_dir/<timestamp>/<path>
 //	            (default .ferry-versions); no "..", not absolute
-//	keep:       backup mode only: prune old versions by count (10: keep the
-//	            ten newest versions of each file) or by age (30d, 720h)
-//	            (default: keep all)
+//	keep:       backup mode only: prune old version folders by count (10:
+//	            keep the ten newest backup_dir/<timestamp> folders, one per
+//	            run that replaced or deleted something) or by age (30d,
+//	            720h: drop folders older than that) (default: keep all)
 //	targets:    list of targets (at least one)
 //
 // A target (and the defaults block):
@@ -203,8 +204,8 @@ type Job struct {
 	nameNode  *yaml.Node
 }
 
-// Keep is how many old versions a backup job keeps: the newest Count of
-// each file, or those younger than Age. Both zero means keep all.
+// Keep is how many old version folders a backup job keeps: the newest
+// Count of them, or those younger than Age. Both zero means keep all.
 type Keep struct {
 	Count int
 	Age   time.Duration
