@@ -77,6 +77,9 @@ type soakStats struct {
 	files    int
 	bytes    int64
 	upstream int64
+	// From ferry's logs: connections the keepalive declared dead, and
+	// uploads resumed from a partial.
+	dead, resumed int
 }
 
 func (s *soakStats) fault(kind string) {
@@ -141,9 +144,13 @@ func TestFaultSoak(t *testing.T) {
 	deadline := time.Now().Add(prof.budget)
 	for round := 0; time.Now().Before(deadline); round++ {
 		// A run is killed at a random moment in half the rounds; in a
-		// third, sshd is restarted under it.
+		// third, sshd is restarted under it (if it still runs by then).
 		var killAt, restartAt time.Duration
-		if rnd.IntN(2) == 0 {
+		// The first run, which has the whole source to copy, is always
+		// killed, at a moment early enough to fall within it.
+		if round == 0 {
+			killAt = 300*time.Millisecond + time.Duration(rnd.Int64N(int64(prof.window/2)))
+		} else if rnd.IntN(2) == 0 {
 			killAt = 300*time.Millisecond + time.Duration(rnd.Int64N(int64(prof.window)))
 		}
 		if rnd.IntN(3) == 0 {
@@ -255,6 +262,10 @@ wait:
 	}
 	res := p.Wait()
 	st.noteRSS(cmd)
+	st.mu.Lock()
+	st.dead += strings.Count(res.Stderr, "sftp connection dead")
+	st.resumed += strings.Count(res.Stderr, "resuming upload")
+	st.mu.Unlock()
 	return res
 }
 
@@ -289,6 +300,7 @@ func (s *soakStats) log(t *testing.T, wall time.Duration, lost, partials int) {
 	fmt.Fprintf(&b, "soak figures:\n")
 	fmt.Fprintf(&b, "  faults injected: %d (%s)\n", total, strings.Join(kinds, ", "))
 	fmt.Fprintf(&b, "  runs under faults: %s\n", strings.Join(exits, ", "))
+	fmt.Fprintf(&b, "  connections declared dead by keepalive: %d; uploads resumed from a partial: %d\n", s.dead, s.resumed)
 	fmt.Fprintf(&b, "  complete jobs: %d of %d files and symlinks, %.1f MiB each (%.1f MiB upstream in all)\n",
 		s.jobs, s.files, float64(s.bytes)/(1<<20), float64(s.upstream)/(1<<20))
 	fmt.Fprintf(&b, "  files lost or torn: %d; partial files left: %d\n", lost, partials)
