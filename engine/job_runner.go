@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sync"
 
 	"github.com/ferrysync/ferry/backends"
@@ -297,6 +298,10 @@ func (r *runner) full(ctx context.Context, it *item) error {
 		}
 		r.mu.Unlock()
 	}
+	// A full comparison holds the whole source, the whole target and the
+	// plan at once, then drops them; a daemon that idles for hours after
+	// should not keep that peak, so hand it back to the system now.
+	debug.FreeOSMemory()
 	return err
 }
 
