@@ -13,12 +13,12 @@ import (
 type mutKind int
 
 const (
-	mutPut      mutKind = iota // fi is now at fi.Path
-	mutDelete                  // path and all under it are gone
-	mutRename                  // path and all under it moved to to
-	mutModTime                 // path's mtime is t
-	mutMode                    // path's permission bits are perm
-	mutSettled                 // path was checked: only leaves the in-flight set
+	mutPut     mutKind = iota // fi is now at fi.Path
+	mutDelete                 // path and all under it are gone
+	mutRename                 // path and all under it moved to to
+	mutModTime                // path's mtime is t
+	mutMode                   // path's permission bits are perm
+	mutSettled                // path was checked: only leaves the in-flight set
 )
 
 type mutation struct {
