@@ -65,7 +65,7 @@ func TestSFTPHostileTargetNames(t *testing.T) {
 			writeFiles(t, r.dst, map[string]int{"extra.txt": 50, "sub/extra.txt": 60})
 			planted := plantHostile(t, filepath.Join(r.dst, tc.dir))
 			res := ferrybin.Run(t, time.Minute, append([]string{"-v"}, r.syncArgs(r.knownHosts)...)...)
-			t.Logf("exit %d after %v:\n%s", res.ExitCode, res.Duration.Round(time.Millisecond), res.Stdout)
+			t.Logf("exit %d after %v:\n%s%s", res.ExitCode, res.Duration.Round(time.Millisecond), res.Stdout, firstLines(res.Stderr, "unsafe", 3))
 			if res.ExitCode != ferrybin.ExitFailed {
 				t.Errorf("exit %d, want 1 (the target holds names ferry refuses): %s", res.ExitCode, res)
 			}
@@ -370,4 +370,15 @@ func TestSecretsNotLogged(t *testing.T) {
 			}
 		})
 	}
+}
+
+// firstLines returns up to n lines of s that hold sub.
+func firstLines(s, sub string, n int) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) && len(out) < n {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
