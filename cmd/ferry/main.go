@@ -74,7 +74,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 	pf.BoolVarP(&g.verbose, "verbose", "v", false, "log debug details")
 	pf.BoolVarP(&g.quiet, "quiet", "q", false, "print only errors, no summary")
 	pf.StringVar(&g.logFormat, "log-format", "text", "log format: text or json")
-	root.AddCommand(newSyncCmd(&g), newVersionCmd(), newRunCmd(&g), newCheckCmd(), newStatusCmd(), newWatchCmd(&g))
+	root.AddCommand(newSyncCmd(&g), newVersionCmd(), newRunCmd(&g), newCheckCmd(), newStatusCmd(), newWatchCmd(&g), newLsCmd(&g), newVersionsCmd(&g), newRestoreCmd(&g))
 	return root
 }
 
