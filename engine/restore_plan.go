@@ -137,10 +137,13 @@ func trimPrefix(p, prefix string) string {
 	return "/" + p
 }
 
-// listTree lists what lies at path on b: for a directory all it holds,
-// with Path relative to path; for a file the file, with Path its name. skip, if set, is left out with all it holds (a path relative
-// to path). A missing path returns an error wrapping ErrNotExist.
-func listTree(ctx context.Context, b backends.Backend, path, skip string) ([]backends.FileInfo, []Problem, error) {
+// ListTree lists what lies at path on b, as ListTarget does (partial
+// files left out, symlinks not entered, unsafe names as problems): for a
+// directory all it holds, with Path relative to path; for a file the file,
+// with Path its name. skip, if set, is left out with all it holds (a path
+// relative to path). A missing path returns an error wrapping ErrNotExist;
+// cancel returns ctx.Err(). Safe for concurrent use.
+func ListTree(ctx context.Context, b backends.Backend, path, skip string) ([]backends.FileInfo, []Problem, error) {
 	fi, err := b.Stat(ctx, path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("stat %s: %w", path, err)
