@@ -158,9 +158,9 @@ type keys struct {
 func loadKeys(r *resolved) (*keys, error) {
 	k := &keys{}
 	var skipped []string
-	pass := ""
-	if r.PassphraseEnv != "" {
-		pass = os.Getenv(r.PassphraseEnv)
+	pass, from := r.Passphrase, "the passphrase given"
+	if pass == "" && r.PassphraseEnv != "" {
+		pass, from = os.Getenv(r.PassphraseEnv), "the passphrase from $"+r.PassphraseEnv
 	}
 	for _, f := range r.identities {
 		pem, err := os.ReadFile(f)
@@ -178,7 +178,8 @@ func loadKeys(r *resolved) (*keys, error) {
 			continue
 		case errors.As(err, &missing):
 			if s, err = ssh.ParsePrivateKeyWithPassphrase(pem, []byte(pass)); err != nil {
-				return nil, fmt.Errorf("identity %s: decrypting with the passphrase from $%s: %w: %w", f, r.PassphraseEnv, backends.ErrAuth, err)
+				// The parser's error names the failure, never the passphrase.
+				return nil, fmt.Errorf("identity %s: decrypting with %s: %w: %w", f, from, backends.ErrAuth, err)
 			}
 		case err != nil:
 			return nil, fmt.Errorf("identity %s: %w: %w", f, backends.ErrAuth, err)
@@ -186,21 +187,22 @@ func loadKeys(r *resolved) (*keys, error) {
 		k.signers = append(k.signers, s)
 	}
 	if len(skipped) > 0 {
-		how := "set PassphraseEnv to the name of an environment variable (e.g. FERRY_SSH_PASSPHRASE) holding the passphrase"
+		how := "set Passphrase, or PassphraseEnv to the name of an environment variable (e.g. FERRY_SSH_PASSPHRASE) holding the passphrase"
 		if r.PassphraseEnv != "" {
 			how = fmt.Sprintf("put the passphrase in the environment variable %s", r.PassphraseEnv)
 		}
 		k.note = fmt.Sprintf("identity %s is encrypted and no passphrase was given: %s, or add the key to ssh-agent (ssh-add)",
 			strings.Join(skipped, ", "), how)
-		if os.Getenv("SSH_AUTH_SOCK") == "" && len(k.signers) == 0 {
+		if os.Getenv("SSH_AUTH_SOCK") == "" && len(k.signers) == 0 && r.Password == "" {
 			return nil, fmt.Errorf("%s: %w", k.note, backends.ErrAuth)
 		}
 	}
 	return k, nil
 }
 
-// authMethods offers the loaded keys, then ssh-agent's. The closer releases
-// the agent connection once the handshake is over.
+// authMethods offers the loaded keys, then ssh-agent's, then the password
+// (plain, then keyboard-interactive), the order OpenSSH tries them in. The
+// closer releases the agent connection once the handshake is over.
 func (k *keys) authMethods(r *resolved) (methods []ssh.AuthMethod, closer func(), err error) {
 	closer = func() {}
 	if len(k.signers) > 0 {
@@ -212,6 +214,9 @@ func (k *keys) authMethods(r *resolved) (methods []ssh.AuthMethod, closer func()
 			methods = append(methods, ssh.PublicKeysCallback(agent.NewClient(c).Signers))
 		}
 	}
+	if r.Password != "" {
+		methods = append(methods, ssh.Password(r.Password), ssh.KeyboardInteractive(answerPrompts(r.Password)))
+	}
 	if len(methods) == 0 {
 		if k.note != "" {
 			return nil, nil, fmt.Errorf("%s: %w", k.note, backends.ErrAuth)
@@ -219,4 +224,29 @@ func (k *keys) authMethods(r *resolved) (methods []ssh.AuthMethod, closer func()
 		return nil, nil, fmt.Errorf("no SSH key for %s@%s: give an identity file or start ssh-agent (SSH_AUTH_SOCK): %w", r.User, r.addr, backends.ErrAuth)
 	}
 	return methods, closer, nil
+}
+
+// answerPrompts answers a keyboard-interactive exchange with the password:
+// rounds without questions (banners) get no answers, and the first round
+// asking one hidden question gets the password. A second such round means
+// the password was refused; a visible question (a user name) or several
+// at once (a password and a one-time code) are ones the password does not
+// answer. Those end the method rather than guess or resend the password.
+// The errors name no answer.
+func answerPrompts(password string) ssh.KeyboardInteractiveChallenge {
+	sent := false
+	return func(_, _ string, questions []string, echos []bool) ([]string, error) {
+		switch {
+		case len(questions) == 0:
+			return nil, nil
+		case len(questions) > 1:
+			return nil, fmt.Errorf("keyboard-interactive: the server asks %d questions at once; a password answers one", len(questions))
+		case echos[0]:
+			return nil, fmt.Errorf("keyboard-interactive: the server asks %q, which a password does not answer", questions[0])
+		case sent:
+			return nil, errors.New("keyboard-interactive: the server asks again after the password")
+		}
+		sent = true
+		return []string{password}, nil
+	}
 }

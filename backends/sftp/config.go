@@ -60,10 +60,20 @@ type Config struct {
 	// nor the SSH config names one, ~/.ssh/id_ed25519, id_ecdsa and id_rsa
 	// are tried where they exist.
 	IdentityFiles []string
+	// Passphrase decrypts encrypted identity files; when set, PassphraseEnv
+	// is not read. It is a secret: the backend never logs it nor puts it in
+	// an error.
+	Passphrase string
 	// PassphraseEnv names the environment variable holding the passphrase
-	// of encrypted keys (e.g. FERRY_SSH_PASSPHRASE). Empty: encrypted keys
-	// are left to ssh-agent.
+	// of encrypted keys (e.g. FERRY_SSH_PASSPHRASE). With neither it nor
+	// Passphrase, encrypted keys are left to ssh-agent.
 	PassphraseEnv string
+	// Password is offered with the "password" and then the
+	// "keyboard-interactive" methods, after the keys and ssh-agent's, so a
+	// server that takes a key never sees it. Empty: no password login. It
+	// is a secret: the backend never logs it nor puts it in an error, and
+	// it is sent only after the host key was verified.
+	Password string
 	// KnownHostsFile defaults to the SSH config's UserKnownHostsFile, then
 	// ~/.ssh/known_hosts.
 	KnownHostsFile string

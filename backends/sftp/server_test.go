@@ -41,6 +41,10 @@ type testServer struct {
 	mu           sync.Mutex
 	conns        []net.Conn
 	wg           sync.WaitGroup
+
+	// methods counts the authentication attempts per method (publickey,
+	// password, keyboard-interactive).
+	methods sync.Map
 }
 
 type serverOpts struct {
@@ -52,6 +56,32 @@ type serverOpts struct {
 	// memFS serves pkg/sftp's in-memory request server instead of the
 	// directory; its plain rename refuses to replace a file, as OpenSSH's.
 	memFS bool
+	// password, if set, is accepted with the "password" method, or with
+	// "keyboard-interactive" alone when kbdInteractive is set.
+	password       string
+	kbdInteractive bool
+	// kbdQuestions replaces the one hidden "Password: " question asked by
+	// keyboard-interactive.
+	kbdQuestions []kbdQuestion
+}
+
+type kbdQuestion struct {
+	text string
+	echo bool
+}
+
+// countMethod records one authentication attempt with method.
+func (s *testServer) countMethod(method string) {
+	n, _ := s.methods.LoadOrStore(method, new(atomic.Int32))
+	n.(*atomic.Int32).Add(1)
+}
+
+// methodCount is how many attempts used method.
+func (s *testServer) methodCount(method string) int {
+	if n, ok := s.methods.Load(method); ok {
+		return int(n.(*atomic.Int32).Load())
+	}
+	return 0
 }
 
 func newHostKey(t testing.TB, typ string) ssh.Signer {
@@ -90,12 +120,50 @@ func startServer(t testing.TB, o serverOpts) *testServer {
 	cfg := &ssh.ServerConfig{
 		PublicKeyCallback: func(md ssh.ConnMetadata, key ssh.PublicKey) (*ssh.Permissions, error) {
 			s.authAttempts.Add(1)
+			s.countMethod("publickey")
 			if o.clientKey != nil && string(key.Marshal()) == string(o.clientKey.Marshal()) {
 				s.users.Store(md.User(), true)
 				return nil, nil
 			}
 			return nil, fmt.Errorf("key not authorized")
 		},
+	}
+	switch {
+	case o.password != "" && o.kbdInteractive:
+		qs := o.kbdQuestions
+		if qs == nil {
+			qs = []kbdQuestion{{"Password: ", false}}
+		}
+		cfg.KeyboardInteractiveCallback = func(md ssh.ConnMetadata, ask ssh.KeyboardInteractiveChallenge) (*ssh.Permissions, error) {
+			s.countMethod("keyboard-interactive")
+			// A banner round first, as PAM servers send.
+			if _, err := ask("", "welcome", nil, nil); err != nil {
+				return nil, err
+			}
+			var texts []string
+			var echos []bool
+			for _, q := range qs {
+				texts, echos = append(texts, q.text), append(echos, q.echo)
+			}
+			answers, err := ask("", "", texts, echos)
+			if err != nil {
+				return nil, err
+			}
+			if len(answers) == 1 && answers[0] == o.password {
+				s.users.Store(md.User(), true)
+				return nil, nil
+			}
+			return nil, fmt.Errorf("wrong password")
+		}
+	case o.password != "":
+		cfg.PasswordCallback = func(md ssh.ConnMetadata, pw []byte) (*ssh.Permissions, error) {
+			s.countMethod("password")
+			if string(pw) == o.password {
+				s.users.Store(md.User(), true)
+				return nil, nil
+			}
+			return nil, fmt.Errorf("wrong password")
+		}
 	}
 	for _, typ := range o.hostKeyTypes {
 		k := newHostKey(t, typ)
