@@ -1,0 +1,170 @@
+package integration
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferrysync/ferry/integration/ferrybin"
+	"github.com/ferrysync/ferry/integration/sshd"
+	"github.com/ferrysync/ferry/integration/treecheck"
+)
+
+// restoreChecks: content, permission bits, and mtimes to the second (SFTP
+// version 3 keeps whole seconds).
+var restoreChecks = treecheck.Options{ModTime: true, ModTimeResolution: time.Second, Perm: true}
+
+// filesOf lists the regular files under root, sorted.
+func filesOf(t *testing.T, root string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			rel, _ := filepath.Rel(root, p)
+			out = append(out, rel)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// mutate changes the source for backup round n: rewrites every 5th file,
+// deletes every 7th (and one directory in round 1), adds new files, and in
+// round 2 brings one deleted path back with new content.
+func mutate(t *testing.T, src string, n int, gone *[]string) {
+	t.Helper()
+	files := filesOf(t, src)
+	for i, rel := range files {
+		p := filepath.Join(src, rel)
+		switch {
+		case (i+n)%5 == 0:
+			if err := os.WriteFile(p, []byte(fmt.Sprintf("round %d rewrote %s\n", n, rel)), 0o640); err != nil {
+				t.Fatal(err)
+			}
+		case (i+n)%7 == 0:
+			os.Remove(p)
+			*gone = append(*gone, rel)
+		}
+	}
+	if n == 1 {
+		var dirs []string
+		filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.IsDir() && p != src {
+				dirs = append(dirs, p)
+			}
+			return nil
+		})
+		if len(dirs) > 0 {
+			os.RemoveAll(dirs[len(dirs)/2])
+		}
+	}
+	if n == 2 && len(*gone) > 0 {
+		back := filepath.Join(src, (*gone)[0])
+		os.MkdirAll(filepath.Dir(back), 0o755)
+		if err := os.WriteFile(back, []byte("back again in round 2\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for k := range 3 {
+		p := filepath.Join(src, fmt.Sprintf("new-%d", n), fmt.Sprintf("f%d.txt", k))
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte(strings.Repeat(fmt.Sprint(n, k), 1000)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// withoutEmptyDirs drops the directories that hold no file or link: a
+// restore of an earlier time makes only the folders its files need.
+func withoutEmptyDirs(tr treecheck.Tree) treecheck.Tree {
+	out := treecheck.Tree{}
+	for p, e := range tr {
+		if e.Kind != treecheck.Dir {
+			out[p] = e
+			for d := filepath.Dir(filepath.FromSlash(p)); d != "."; d = filepath.Dir(d) {
+				slash := filepath.ToSlash(d)
+				out[slash] = tr[slash]
+			}
+		}
+	}
+	return out
+}
+
+// TestRestoreRoundTrip backs a tree up with versions over three runs that
+// change, delete and add files, to a local and an SFTP target, then
+// restores the current state and the state after each run from both: each
+// restore must equal the source as it was then.
+func TestRestoreRoundTrip(t *testing.T) {
+	ferrybin.Path(t)
+	srv := sshd.Start(t, sshd.Options{})
+	tmp := t.TempDir()
+	src := filepath.Join(tmp, "src")
+	if err := treecheck.Generate(src, treecheck.Spec{Seed: testSeed(t), Dirs: 8, SmallFiles: 80, LargeFiles: 2, LargeMin: 1 << 20, LargeMax: 3 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := writeRunConfig(t, tmp, fmt.Sprintf("jobs:\n  - name: nightly\n    source: %q\n    mode: backup\n    backup_dir: .versions\n    targets:\n", src)+
+		sftpTargetYAML("remote", srv, "")+
+		fmt.Sprintf("      - name: disk\n        type: local\n        path: %q\n", filepath.Join(tmp, "local")))
+	var (
+		states []treecheck.Tree
+		times  []time.Time
+		gone   []string
+	)
+	for round := range 3 {
+		if round > 0 {
+			mutate(t, src, round, &gone)
+		}
+		if res := ferrybin.Run(t, time.Minute, "run", "--once", "-c", cfg); res.ExitCode != 0 {
+			t.Fatalf("backup run %d:\n%v", round+1, res)
+		}
+		tree, err := treecheck.Scan(src, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		states, times = append(states, tree), append(times, time.Now())
+		// Version folders are stamped in whole seconds: the next run must
+		// start in a later second than this state's time.
+		time.Sleep(1100 * time.Millisecond)
+	}
+	for _, target := range []string{"disk", "remote"} {
+		for i := range 4 {
+			name := fmt.Sprintf("%s/state-%d", target, i+1)
+			args := []string{"restore", "-c", cfg, "nightly/" + target, filepath.Join(tmp, "restore", target, fmt.Sprint(i))}
+			want := states[min(i, 2)]
+			if i < 3 {
+				args = append(args, "--at", times[i].Format(time.RFC3339Nano))
+				want = withoutEmptyDirs(want)
+			} else {
+				name = target + "/current"
+			}
+			t.Run(name, func(t *testing.T) {
+				res := ferrybin.Run(t, time.Minute, args...)
+				if res.ExitCode != 0 {
+					t.Fatalf("restore:\n%v", res)
+				}
+				diff, err := treecheck.CompareTo(want, args[4], restoreChecks)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(diff) > 0 {
+					t.Errorf("restore differs from the source as it was:\n%s", strings.Join(first(diff, 20), "\n"))
+				}
+			})
+		}
+	}
+	if len(gone) == 0 || len(states[0]) == len(states[1]) {
+		t.Fatal("the rounds changed nothing: the test proves nothing")
+	}
+}
