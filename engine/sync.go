@@ -44,6 +44,10 @@ type SyncOptions struct {
 	Exec ExecOptions
 	// Logger receives logs; nil discards them.
 	Logger *slog.Logger
+	// State, when set, stands in for the listing of the target where it
+	// can be trusted, is kept up to date by the run, and turns renames into
+	// moves (see StateSync). A dry run ignores it.
+	State *StateSync
 }
 
 // Sync makes the target match the source directory: it scans the source,
@@ -88,7 +92,11 @@ func Sync(ctx context.Context, opts SyncOptions) (Report, error) {
 		defer close(scanned)
 		src, scanProblems, scanErr = Scan(scanCtx, opts.Source, filter, log)
 	}()
-	dst, partials, listProblems, listErr := ListTarget(ctx, opts.Target, filter, log)
+	list := ListTarget
+	if opts.State != nil && !opts.DryRun {
+		list = opts.State.list
+	}
+	dst, partials, listProblems, listErr := list(ctx, opts.Target, filter, log)
 	if listErr != nil && !(opts.DryRun && errors.Is(listErr, backends.ErrNotExist)) {
 		cancelScan()
 	}
@@ -148,7 +156,12 @@ func Sync(ctx context.Context, opts SyncOptions) (Report, error) {
 	} else {
 		exec := opts.Exec
 		exec.Partials = partials
-		rep = Execute(ctx, plan, opts.Source, opts.Target, exec)
+		if opts.State != nil {
+			rep = opts.State.execute(ctx, plan, opts.Source, opts.Target, exec,
+				MoveOptions{ModifyWindow: opts.ModifyWindow, IgnoreModes: !chmod})
+		} else {
+			rep = Execute(ctx, plan, opts.Source, opts.Target, exec)
+		}
 	}
 	rep.Problems = append(append(append([]Problem(nil), scanProblems...), listProblems...), rep.Problems...)
 	rep.Skipped = append(special, rep.Skipped...)
