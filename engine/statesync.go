@@ -113,11 +113,11 @@ func (ts *StateSync) list(ctx context.Context, b backends.Backend, f *Filter, lo
 		}
 	}
 	if why == "" {
-		log.Info("target state trusted: planning without a listing", "entries", len(entries), "listed", h.ListedAt.Format(time.RFC3339))
+		log.Debug("target state trusted: planning without a listing", "entries", len(entries), "listed", h.ListedAt.Format(time.RFC3339))
 		return entries, partials, nil, nil
 	}
 	ts.Stats.Listed, ts.Stats.Why = true, why
-	log.Info("listing the target", "why", why)
+	log.Debug("listing the target", "why", why)
 	at := ts.now()
 	entries, partials, problems, err = ListTarget(ctx, b, f, log)
 	if err != nil {
