@@ -27,6 +27,7 @@ type syncFlags struct {
 	dryRun    bool
 	progress  bool
 	ssh       sshFlags
+	state     stateFlags
 	s3        s3Flags
 	// progressEvery is the interval of progress log lines off a terminal.
 	progressEvery time.Duration
@@ -67,6 +68,7 @@ TARGET is a local directory (created if its parent exists) or a URL.`,
 	_ = fl.MarkHidden("progress-interval")
 	f.ssh.register(fl)
 	f.s3.register(fl)
+	f.state.register(fl)
 	return cmd
 }
 
@@ -163,6 +165,14 @@ func runSync(ctx context.Context, g *globalOptions, f *syncFlags, source, target
 			Logger:    log,
 		},
 	}
+	if f.state.enabled() && !f.dryRun {
+		ss, st, err := f.state.open("sync", target, f.excludes, log)
+		if err != nil {
+			return &exitError{code: exitFailed, err: err}
+		}
+		defer st.Close()
+		opts.State = ss
+	}
 	stop := func() {}
 	if f.progress && !f.dryRun && !g.quiet {
 		stop = showProgress(counter, stderr, logw, log, f.progressEvery)
@@ -189,6 +199,9 @@ func runSync(ctx context.Context, g *globalOptions, f *syncFlags, source, target
 		}
 	} else {
 		printSummary(stdout, &rep, f.dryRun)
+		if opts.State != nil {
+			printStateSummary(stdout, opts.State)
+		}
 	}
 	return reportError(&rep)
 }
