@@ -36,6 +36,9 @@ type JobTarget struct {
 	// target: 1s for targets that keep whole seconds (SFTP), so that mtimes
 	// compare equal after a copy.
 	ModifyWindow time.Duration
+	// Exec, when set, replaces JobOptions.Exec for this target (its own
+	// transfers, retries and bandwidth limit).
+	Exec *ExecOptions
 }
 
 // JobOptions describe a long-running job: one source, several targets.
@@ -186,12 +189,6 @@ func NewJob(opts JobOptions) (*Job, error) {
 	}
 	if opts.Probe.Max <= 0 {
 		opts.Probe.Max = DefaultProbeMax
-	}
-	if opts.Exec.Logger == nil {
-		opts.Exec.Logger = log
-	}
-	if opts.Exec.BWLimit > 0 {
-		opts.Exec.BWLimit = max(1, opts.Exec.BWLimit/int64(opts.Workers))
 	}
 	j := &Job{opts: opts, filter: f, log: log, source: src, index: make(map[string]backends.FileInfo), moves: make(map[string]recentMove)}
 	for i, t := range opts.Targets {

@@ -14,13 +14,14 @@ import (
 // runner drives one target of a Job: its queue, its workers, its breaker and
 // the prober that finds it back when it is down.
 type runner struct {
-	j      *Job
-	name   string
-	target backends.Backend
-	log    *slog.Logger
-	q      *queue
-	br     *breaker
-	popts  PlanOptions
+	j        *Job
+	name     string
+	target   backends.Backend
+	log      *slog.Logger
+	q        *queue
+	br       *breaker
+	popts    PlanOptions
+	execOpts ExecOptions // for each run of operations against this target
 
 	mu     sync.Mutex
 	st     TargetStatus
@@ -32,14 +33,24 @@ func newRunner(j *Job, name string, t JobTarget) *runner {
 	b := t.Backend
 	_, symlinks := backends.As[backends.Symlinker](b)
 	_, chmod := backends.As[backends.Chmoder](b)
+	exec := j.opts.Exec
+	if t.Exec != nil {
+		exec = *t.Exec
+	}
+	if exec.BWLimit > 0 {
+		// Each worker runs its own Execute with its own token bucket, so the
+		// target's limit is shared out between them.
+		exec.BWLimit = max(1, exec.BWLimit/int64(j.opts.Workers))
+	}
 	return &runner{
-		j:      j,
-		name:   name,
-		target: b,
-		log:    j.log.With("target", name),
-		q:      newQueue(),
-		br:     newBreaker(j.opts.BreakAfter),
-		known:  make(map[string]bool),
+		execOpts: exec,
+		j:        j,
+		name:     name,
+		target:   b,
+		log:      j.log.With("target", name),
+		q:        newQueue(),
+		br:       newBreaker(j.opts.BreakAfter),
+		known:    make(map[string]bool),
 		popts: PlanOptions{
 			Mode:         j.opts.Mode,
 			MaxDelete:    -1,
@@ -216,7 +227,7 @@ func (r *runner) exec(ctx context.Context, plan Plan, partials []backends.FileIn
 	if len(plan.Ops) == 0 && len(partials) == 0 {
 		return nil
 	}
-	opts := r.j.opts.Exec
+	opts := r.execOpts
 	opts.Partials = partials
 	opts.Logger = r.log
 	rep := Execute(ctx, plan, r.j.source, r.target, opts)

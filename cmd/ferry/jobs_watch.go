@@ -44,16 +44,12 @@ func runWatchJob(ctx context.Context, j *config.Job, base *slog.Logger, m *engin
 			// ones stay, as backup mode never deletes.
 			b = engine.KeepVersions(lb, versions, 0, tlog)
 		}
-		jt := engine.JobTarget{Name: t.Name, Backend: b, ModifyWindow: modifyWindow(t)}
+		exec := execOptions(t)
+		jt := engine.JobTarget{Name: t.Name, Backend: b, ModifyWindow: modifyWindow(t), Exec: &exec}
 		if t.Type == config.Local {
 			jt.LocalPath = t.Path
 		}
 		opts.Targets = append(opts.Targets, jt)
-		// The runtime takes one ExecOptions for all targets: the first
-		// target's transfer settings apply to all.
-		if len(opts.Targets) == 1 {
-			opts.Exec = execOptions(t)
-		}
 	}
 	job, err := engine.NewJob(opts)
 	if err != nil {
