@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ferrysync/ferry/integration/ferrybin"
+	"github.com/ferrysync/ferry/integration/s3server"
 	"github.com/ferrysync/ferry/integration/sshd"
 	"github.com/ferrysync/ferry/integration/treecheck"
 )
@@ -41,9 +42,9 @@ func filesOf(t *testing.T, root string) []string {
 }
 
 // mutate changes the source for backup round n: rewrites every 5th file,
-// deletes every 7th (and one directory in round 1), adds new files, and in
+// deletes every 7th (and one directory in round 1 if deleteDir), adds new files, and in
 // round 2 brings one deleted path back with new content.
-func mutate(t *testing.T, src string, n int, gone *[]string) {
+func mutate(t *testing.T, src string, n int, gone *[]string, deleteDir bool) {
 	t.Helper()
 	files := filesOf(t, src)
 	for i, rel := range files {
@@ -58,7 +59,7 @@ func mutate(t *testing.T, src string, n int, gone *[]string) {
 			*gone = append(*gone, rel)
 		}
 	}
-	if n == 1 {
+	if n == 1 && deleteDir {
 		var dirs []string
 		filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 			if err == nil && d.IsDir() && p != src {
@@ -103,20 +104,45 @@ func withoutEmptyDirs(tr treecheck.Tree) treecheck.Tree {
 }
 
 // TestRestoreRoundTrip backs a tree up with versions over three runs that
-// change, delete and add files, to a local and an SFTP target, then
-// restores the current state and the state after each run from both: each
-// restore must equal the source as it was then.
+// change, delete and add files (and a whole folder), to a local and an SFTP
+// target, then restores the current state and the state after each run
+// from both: each restore must equal the source as it was then.
 func TestRestoreRoundTrip(t *testing.T) {
 	ferrybin.Path(t)
 	srv := sshd.Start(t, sshd.Options{})
 	tmp := t.TempDir()
+	restoreRoundTrip(t, tmp, sftpTargetYAML("remote", srv, "")+
+		fmt.Sprintf("      - name: disk\n        type: local\n        path: %q\n", filepath.Join(tmp, "local")),
+		nil, true, "disk", "remote")
+}
+
+// TestRestoreRoundTripS3 is the round trip with an S3 target. Deleting a
+// whole folder is left out: archiving a folder on S3 fails (the rename of
+// a folder's marker object), a known bug of the backup side that
+// FERRY_TEST_KNOWN_BUGS=1 shows.
+func TestRestoreRoundTripS3(t *testing.T) {
+	ferrybin.Path(t)
+	s3srv := s3server.Start(t, s3server.Options{})
+	tmp := t.TempDir()
+	restoreRoundTrip(t, tmp, fmt.Sprintf("      - name: bucket\n        type: s3\n        endpoint: %s\n        insecure: true\n        bucket: %s\n        path: backup\n        access_key_id: %s\n        secret_access_key: ${FERRY_TEST_S3_SECRET}\n",
+		s3srv.Addr(), s3srv.Bucket(), s3srv.AccessKey()),
+		[]string{"FERRY_TEST_S3_SECRET=" + s3srv.SecretKey()}, os.Getenv("FERRY_TEST_KNOWN_BUGS") == "1", "bucket")
+}
+
+// restoreRoundTrip runs the round trip in tmp over the targets of one
+// backup job (targetsYAML), with env added to ferry's environment.
+func restoreRoundTrip(t *testing.T, tmp, targetsYAML string, env []string, deleteDir bool, targets ...string) {
 	src := filepath.Join(tmp, "src")
 	if err := treecheck.Generate(src, treecheck.Spec{Seed: testSeed(t), Dirs: 8, SmallFiles: 80, LargeFiles: 2, LargeMin: 1 << 20, LargeMax: 3 << 20}); err != nil {
 		t.Fatal(err)
 	}
-	cfg := writeRunConfig(t, tmp, fmt.Sprintf("jobs:\n  - name: nightly\n    source: %q\n    mode: backup\n    backup_dir: .versions\n    targets:\n", src)+
-		sftpTargetYAML("remote", srv, "")+
-		fmt.Sprintf("      - name: disk\n        type: local\n        path: %q\n", filepath.Join(tmp, "local")))
+	cfg := writeRunConfig(t, tmp, fmt.Sprintf("jobs:\n  - name: nightly\n    source: %q\n    mode: backup\n    backup_dir: .versions\n    targets:\n", src)+targetsYAML)
+	ferry := func(args ...string) ferrybin.Result {
+		t.Helper()
+		cmd := ferrybin.Command(t, args...)
+		cmd.Env = append(os.Environ(), env...)
+		return ferrybin.RunCmd(t, 2*time.Minute, cmd)
+	}
 	var (
 		states []treecheck.Tree
 		times  []time.Time
@@ -124,9 +150,9 @@ func TestRestoreRoundTrip(t *testing.T) {
 	)
 	for round := range 3 {
 		if round > 0 {
-			mutate(t, src, round, &gone)
+			mutate(t, src, round, &gone, deleteDir)
 		}
-		if res := ferrybin.Run(t, time.Minute, "run", "--once", "-c", cfg); res.ExitCode != 0 {
+		if res := ferry("run", "--once", "-c", cfg); res.ExitCode != 0 {
 			t.Fatalf("backup run %d:\n%v", round+1, res)
 		}
 		tree, err := treecheck.Scan(src, false)
@@ -138,7 +164,7 @@ func TestRestoreRoundTrip(t *testing.T) {
 		// start in a later second than this state's time.
 		time.Sleep(1100 * time.Millisecond)
 	}
-	for _, target := range []string{"disk", "remote"} {
+	for _, target := range targets {
 		for i := range 4 {
 			name := fmt.Sprintf("%s/state-%d", target, i+1)
 			args := []string{"restore", "-c", cfg, "nightly/" + target, filepath.Join(tmp, "restore", target, fmt.Sprint(i))}
@@ -150,7 +176,7 @@ func TestRestoreRoundTrip(t *testing.T) {
 				name = target + "/current"
 			}
 			t.Run(name, func(t *testing.T) {
-				res := ferrybin.Run(t, time.Minute, args...)
+				res := ferry(args...)
 				if res.ExitCode != 0 {
 					t.Fatalf("restore:\n%v", res)
 				}
