@@ -16,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ferrysync/ferry/backends"
 	"github.com/ferrysync/ferry/engine"
 )
 
@@ -130,8 +131,19 @@ func runWatch(ctx context.Context, g *globalOptions, f *watchFlags, source strin
 		if scheme, ok := urlScheme(spec); ok && scheme == "sftp" {
 			jt.ModifyWindow = time.Second // SFTP keeps whole seconds
 		}
-		b, err := openTarget(ctx, spec, targetOptions{fsync: f.fsync, logger: log.With("target", spec), ssh: &f.ssh})
-		if err != nil {
+		topts := targetOptions{fsync: f.fsync, logger: log.With("target", spec), ssh: &f.ssh}
+		b, err := openTarget(ctx, spec, topts)
+		switch {
+		case errors.Is(err, backends.ErrUnreachable) && !errors.Is(err, backends.ErrAuth):
+			// A daemon starts with the target down and catches it up once
+			// it answers: the job's breaker probes it with backoff.
+			log.Warn("target unreachable at start; it will be synced once it answers", "target", spec, "err", err)
+			spec := spec
+			lb := &lazyBackend{name: spec, open: func(ctx context.Context) (backends.Backend, error) {
+				return openTarget(ctx, spec, topts)
+			}}
+			b = lb
+		case err != nil:
 			var e *exitError
 			if errors.As(err, &e) || exitCode(err) == exitUnreachable {
 				return err

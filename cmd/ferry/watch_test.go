@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ferrysync/ferry/backends"
 )
 
 // syncBuf is a bytes.Buffer safe for the logger and the test at once.
@@ -140,5 +143,66 @@ func TestStatusBoardKeepsLogsAboveTheBlock(t *testing.T) {
 		"\r\033[2A\033[J" + "t1 up\nt2 up\n"
 	if got := out.String(); got != want {
 		t.Fatalf("terminal got %q, want %q", got, want)
+	}
+}
+
+// TestWatchStartsWithATargetDown checks that a target that cannot be reached
+// when `ferry watch` starts does not stop the daemon: the other target is
+// synced at once, and the late one is caught up once it answers.
+func TestWatchStartsWithATargetDown(t *testing.T) {
+	src := t.TempDir()
+	dstUp := filepath.Join(t.TempDir(), "up")
+	dstLate := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "f.txt"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	up := false
+	openers["late"] = func(ctx context.Context, spec string, o targetOptions) (backends.Backend, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !up {
+			return nil, fmt.Errorf("dial late: %w", backends.ErrUnreachable)
+		}
+		return openLocal(dstLate, o)
+	}
+	t.Cleanup(func() { delete(openers, "late") })
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out syncBuf
+	done := make(chan error, 1)
+	go func() {
+		done <- execWatch(ctx, []string{"--fsync=false", "--debounce=20ms", src, dstUp, "late://x"}, &out)
+	}()
+	waitFile := func(path string) {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			if got, err := os.ReadFile(path); err == nil && string(got) == "x" {
+				return
+			}
+			select {
+			case err := <-done:
+				t.Fatalf("watch ended early: %v\nlog:\n%s", err, out.String())
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never arrived\nlog:\n%s", path, out.String())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	waitFile(filepath.Join(dstUp, "f.txt"))
+	if _, err := os.Stat(filepath.Join(dstLate, "f.txt")); err == nil {
+		t.Fatal("the unreachable target got the file")
+	}
+	mu.Lock()
+	up = true
+	mu.Unlock()
+	waitFile(filepath.Join(dstLate, "f.txt"))
+	cancel()
+	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+		t.Errorf("watch: %v", err)
 	}
 }
