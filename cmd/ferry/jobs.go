@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/ferrysync/ferry/backends"
@@ -26,8 +27,9 @@ var configTargetOpener = openConfigTarget
 // openConfigTarget opens one target of a job as the config describes it. A
 // local target's directory is created when missing. An unreachable or
 // refusing SFTP server keeps its class (backends.ErrUnreachable,
-// backends.ErrAuth); settings this build cannot use wrap errNotBuilt. The
-// caller closes the backend.
+// backends.ErrAuth, which an unreadable password_file or passphrase_file
+// also is); settings this build cannot use wrap errNotBuilt. The caller
+// closes the backend.
 func openConfigTarget(ctx context.Context, t *config.Target, log *slog.Logger) (backends.Backend, error) {
 	switch t.Type {
 	case config.Local:
@@ -36,25 +38,25 @@ func openConfigTarget(ctx context.Context, t *config.Target, log *slog.Logger) (
 		}
 		return local.New(t.Path, local.Options{NoFsync: !t.Fsync, Logger: log})
 	case config.SFTP:
-		switch {
-		case t.Password != "" || t.PasswordFile != "":
-			return nil, fmt.Errorf("target %s: password login: %w (use a key or ssh-agent)", t.Name, errNotBuilt)
-		case t.PassphraseFile != "":
-			return nil, fmt.Errorf("target %s: passphrase_file: %w (use ssh-agent)", t.Name, errNotBuilt)
+		c := sftpConfig(t, log)
+		if err := readSFTPSecrets(t, &c); err != nil {
+			return nil, err
 		}
-		return sftp.Dial(ctx, sftpConfig(t, log))
+		return sftp.Dial(ctx, c)
 	case config.S3:
 		return s3.New(ctx, s3Config(t, log))
 	}
 	return nil, fmt.Errorf("target %s: type %s: %w", t.Name, t.Type, errNotBuilt)
 }
 
-// sftpConfig maps a configured SFTP target onto the backend's Config.
+// sftpConfig maps a configured SFTP target onto the backend's Config; the
+// secrets kept in files are read by readSFTPSecrets.
 func sftpConfig(t *config.Target, log *slog.Logger) sftp.Config {
 	c := sftp.Config{
 		Host:               t.Host,
 		Port:               t.Port,
 		User:               t.User,
+		Password:           t.Password.Reveal(),
 		Root:               t.Path,
 		KnownHostsFile:     t.KnownHosts,
 		AcceptNewHostKey:   t.AcceptNewHostKey,
@@ -73,6 +75,49 @@ func sftpConfig(t *config.Target, log *slog.Logger) sftp.Config {
 		c.IdentityFiles = []string{t.Identity}
 	}
 	return c
+}
+
+// readSFTPSecrets fills c's Password and Passphrase from the target's
+// password_file and passphrase_file, read at each open so a rotated secret
+// is picked up by the next run. An unreadable or empty file is refused as
+// backends.ErrAuth, like an unreadable identity file; the errors name the
+// file, never its content.
+func readSFTPSecrets(t *config.Target, c *sftp.Config) error {
+	for _, f := range []struct {
+		key, path string
+		dst       *string
+	}{
+		{"password_file", t.PasswordFile, &c.Password},
+		{"passphrase_file", t.PassphraseFile, &c.Passphrase},
+	} {
+		if f.path == "" {
+			continue
+		}
+		v, err := readSecretFile(f.path)
+		if err != nil {
+			return fmt.Errorf("target %s: %s: %w: %w", t.Name, f.key, backends.ErrAuth, err)
+		}
+		*f.dst = v
+	}
+	return nil
+}
+
+// readSecretFile returns a file's content less one trailing line end, the
+// one an editor or `echo` leaves.
+func readSecretFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		// An *fs.PathError names the path and the cause, not the content.
+		return "", err
+	}
+	s := string(b)
+	if line, ok := strings.CutSuffix(s, "\n"); ok {
+		s = strings.TrimSuffix(line, "\r")
+	}
+	if s == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	return s, nil
 }
 
 // s3Config maps a configured S3 target onto the backend's Config. Keys left
