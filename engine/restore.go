@@ -23,6 +23,9 @@ import (
 // written without fsync can be lost or zeroed at the tail by a crash.
 const RestoreVerifyWindow = 4 << 20
 
+// downloadBuffer is the size of each read of a download.
+const downloadBuffer = 1 << 20
+
 // RestoreOptions says what Restore copies and how.
 type RestoreOptions struct {
 	// Path is the file or directory on the target to restore; "" is all of
@@ -133,7 +136,7 @@ func gatherPicks(ctx context.Context, b backends.Backend, opts RestoreOptions) (
 		}
 		return es
 	}
-	live, lp, err := listTree(ctx, b, opts.Path, skip)
+	live, lp, err := ListTree(ctx, b, opts.Path, skip)
 	switch {
 	case err == nil:
 		live = place("", opts.Path, live, lp)
@@ -152,7 +155,7 @@ func gatherPicks(ctx context.Context, b backends.Backend, opts RestoreOptions) (
 				continue // replaced before At: never what was there at At
 			}
 			p := joinRel(backends.Join(opts.VersionsDir, n), opts.Path)
-			es, vp, err := listTree(ctx, b, p, "")
+			es, vp, err := ListTree(ctx, b, p, "")
 			if errors.Is(err, backends.ErrNotExist) {
 				continue
 			}
@@ -401,7 +404,9 @@ func (r *restorer) file(p Pick) error {
 			return fmt.Errorf("open %s on target: %w", p.From.Path, err)
 		}
 		w := io.NewOffsetWriter(f, off)
-		got, err = io.Copy(&progressWriter{w: w, path: p.Rel, prog: r.exec.Progress}, io.LimitReader(rc, size-off))
+		// Large reads let a remote target keep many requests in flight.
+		buf := make([]byte, min(max(size-off, 1), downloadBuffer))
+		got, err = io.CopyBuffer(&progressWriter{w: w, path: p.Rel, prog: r.exec.Progress}, io.LimitReader(rc, size-off), buf)
 		rc.Close()
 		if err != nil {
 			return fmt.Errorf("download %s: %w", p.From.Path, err)

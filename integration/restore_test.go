@@ -194,3 +194,69 @@ func restoreRoundTrip(t *testing.T, tmp, targetsYAML string, env []string, delet
 		t.Fatal("the rounds changed nothing: the test proves nothing")
 	}
 }
+
+// TestRestoreSFTPCutOnce restores a 200 MiB file from SFTP through a proxy
+// that resets the connection once, half way: the restore must complete,
+// byte-identical, resuming rather than starting over, so that well under
+// the whole file crosses the link a second time.
+func TestRestoreSFTPCutOnce(t *testing.T) {
+	const size = 200 << 20
+	r := newSFTPRig(t, sshd.Options{}, treecheck.Spec{})
+	big := filepath.Join(r.srv.Root(), "big")
+	if err := treecheck.Generate(big, treecheck.Spec{Seed: testSeed(t), LargeFiles: 1, LargeMin: size, LargeMax: size}); err != nil {
+		t.Fatal(err)
+	}
+	want, err := treecheck.Scan(big, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Cut once after half the file came down.
+	stop := make(chan struct{})
+	cut := make(chan int64, 1)
+	go func() {
+		tick := time.NewTicker(time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				if n := r.proxy.BytesDown(); n >= size/2 {
+					r.proxy.Reset()
+					cut <- n
+					return
+				}
+			}
+		}
+	}()
+	dest := filepath.Join(t.TempDir(), "dest")
+	url := "sftp://" + r.srv.User() + "@" + r.proxy.Addr() + big
+	res := ferrybin.Run(t, 3*time.Minute, "restore", url, dest, "--identity", r.srv.ClientKeyPath(),
+		"--known-hosts", r.knownHosts, "--ssh-config", "none", "--retries", "3")
+	close(stop)
+	if res.ExitCode != 0 {
+		t.Fatalf("restore through a cut link:\n%v", res)
+	}
+	var at int64
+	select {
+	case at = <-cut:
+	default:
+		t.Fatalf("the cut never fired: %d bytes came down", r.proxy.BytesDown())
+	}
+	diff, err := treecheck.CompareTo(want, dest, restoreChecks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(diff) > 0 {
+		t.Fatalf("restored tree differs:\n%s", strings.Join(first(diff, 20), "\n"))
+	}
+	down := r.proxy.BytesDown()
+	again := down - size
+	t.Logf("200 MiB restore cut after %.1f MiB downstream: %.1f MiB downstream in all (%.3fx the file), %.1f MiB more than the file, %d connections, %v; %s",
+		float64(at)/(1<<20), float64(down)/(1<<20), float64(down)/size, float64(again)/(1<<20), r.proxy.Accepted(), res.Duration.Round(time.Millisecond), strings.TrimSpace(res.Stdout))
+	// Starting over would send the first half again (1.5x); a resume sends
+	// back only the verified window and what was in flight at the cut.
+	if limit := int64(size + size/10); down > limit {
+		t.Errorf("%d bytes came down for a %d-byte file cut once at half (%.3fx), want at most %d (1.1x): the download did not resume", down, size, float64(down)/size, limit)
+	}
+}
