@@ -304,10 +304,13 @@ func (r *restorer) count(f func(*RestoreReport)) {
 	r.mu.Unlock()
 }
 
+// mkParent makes the folders above rel. A failure is permanent: the
+// destination refuses (an escape through a link, a file in the way, no
+// permission), which waiting does not change.
 func (r *restorer) mkParent(rel string) error {
 	if dir := filepath.Dir(rel); dir != "." {
 		if err := r.root.MkdirAll(dir, 0o755); err != nil {
-			return fmt.Errorf("mkdir %s: %w", dir, err)
+			return backends.Permanent(fmt.Errorf("mkdir %s: %w", dir, err))
 		}
 	}
 	return nil
@@ -374,7 +377,7 @@ func (r *restorer) file(p Pick) error {
 	partial := filepath.FromSlash(backends.PartialName(p.Rel, size, mtime))
 	f, err := r.root.OpenFile(partial, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return fmt.Errorf("open partial of %s: %w", p.Rel, err)
+		return backends.Permanent(fmt.Errorf("open partial of %s: %w", p.Rel, err))
 	}
 	defer f.Close()
 	fi, err := f.Stat()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/ferrysync/ferry/backends"
@@ -114,10 +115,26 @@ func pickAt(live []backends.FileInfo, trees []versionTree, at time.Time) []Pick 
 type subTarget struct {
 	backends.Backend
 	prefix string
+
+	mu      sync.Mutex
+	refused []Problem
 }
 
-func (s subTarget) List(ctx context.Context, dir string) ([]backends.FileInfo, error) {
-	list, err := s.Backend.List(ctx, joinRel(s.prefix, dir))
+// List keeps what a backend returns beside a refusal of unsafe names (the
+// safe entries of that directory) and records the refusal as a problem.
+func (s *subTarget) List(ctx context.Context, dir string) ([]backends.FileInfo, error) {
+	full := joinRel(s.prefix, dir)
+	list, err := s.Backend.List(ctx, full)
+	if err != nil && list != nil && errors.Is(err, backends.ErrUnsafePath) {
+		s.mu.Lock()
+		where := full
+		if where == "" {
+			where = "(target root)"
+		}
+		s.refused = append(s.refused, Problem{Path: where, Err: err})
+		s.mu.Unlock()
+		err = nil
+	}
 	for i := range list {
 		list[i].Path = trimPrefix(list[i].Path, s.prefix)
 	}
@@ -153,7 +170,8 @@ func ListTree(ctx context.Context, b backends.Backend, path, skip string) ([]bac
 		fi.Path = name
 		return []backends.FileInfo{fi}, nil, nil
 	}
-	entries, _, problems, err := ListTarget(ctx, subTarget{b, path}, nil, nil)
+	sub := &subTarget{Backend: b, prefix: path}
+	entries, _, problems, err := ListTarget(ctx, sub, nil, nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -161,9 +179,9 @@ func ListTree(ctx context.Context, b backends.Backend, path, skip string) ([]bac
 		entries = slices.DeleteFunc(entries, func(e backends.FileInfo) bool { return e.Path == skip || under(e.Path, skip) })
 	}
 	for i := range problems {
-		problems[i].Path = backends.Join(path, problems[i].Path)
+		problems[i].Path = joinRel(path, problems[i].Path)
 	}
-	return entries, problems, nil
+	return entries, append(problems, sub.refused...), nil
 }
 
 // ListVersions returns the copies of path that b holds, newest first: the

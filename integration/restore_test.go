@@ -260,3 +260,98 @@ func TestRestoreSFTPCutOnce(t *testing.T) {
 		t.Errorf("%d bytes came down for a %d-byte file cut once at half (%.3fx), want at most %d (1.1x): the download did not resume", down, size, float64(down)/size, limit)
 	}
 }
+
+// TestRestoreHostileTarget restores from local and SFTP targets planted
+// with control-character names and symlinks pointing out, into a DEST
+// whose folder sub is a symlink pointing out: nothing is written outside
+// DEST, each refusal is reported, the rest is restored, and ferry exits 1.
+// (The restore in the refused folder sub, through DEST's link, is refused too.)
+func TestRestoreHostileTarget(t *testing.T) {
+	for _, kind := range []string{"local", "sftp"} {
+		t.Run(kind, func(t *testing.T) {
+			r := newSFTPRig(t, sshd.Options{}, treecheck.Spec{})
+			tmp := t.TempDir()
+			outside, snap := outsideTree(t, filepath.Join(tmp, "outside"))
+			tgt := filepath.Join(tmp, "tgt")
+			args := []string{"restore", tgt}
+			if kind == "sftp" {
+				tgt = r.dst
+				args = []string{"restore", r.url(), "--identity", r.srv.ClientKeyPath(), "--known-hosts", r.knownHosts, "--ssh-config", "none"}
+			}
+			writeFiles(t, tgt, map[string]int{"ok.txt": 100, "sub/ok2.txt": 200, "deep/ok3.txt": 300})
+			// An SFTP listing with an unsafe name is refused as a whole, so
+			// there the names go in a folder of their own; a local listing
+			// keeps the safe names beside the refusal.
+			hostileDir := tgt
+			if kind == "sftp" {
+				hostileDir = filepath.Join(tgt, "bad")
+			}
+			planted := plantHostile(t, hostileDir)
+			links := map[string]string{
+				"good":        "ok.txt",
+				"deep/good2":  "../ok.txt",
+				"abs":         filepath.Join(outside, "secret.txt"),
+				"up":          "../outside/secret.txt",
+				"deep/up2":    "../../outside",
+				"deep/sneaky": "x/../../../outside",
+				"linkdir":     outside,
+			}
+			for name, to := range links {
+				if err := os.Symlink(to, filepath.Join(tgt, name)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			box := filepath.Join(tmp, "box")
+			dest := filepath.Join(box, "dest")
+			if err := os.MkdirAll(dest, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(outside, filepath.Join(dest, "sub")); err != nil {
+				t.Fatal(err)
+			}
+			args = append(args, dest)
+			res := ferrybin.Run(t, time.Minute, args...)
+			t.Logf("exit %d:\n%s%s", res.ExitCode, res.Stdout, res.Stderr)
+			if res.ExitCode != ferrybin.ExitFailed {
+				t.Errorf("exit %d, want 1", res.ExitCode)
+			}
+			checkOutside(t, outside, snap)
+			noSecretIn(t, dest)
+			if es, _ := os.ReadDir(box); len(es) != 1 {
+				t.Errorf("%s holds %d entries, want only dest", box, len(es))
+			}
+			for _, name := range []string{"abs", "up", "deep/up2", "deep/sneaky"} {
+				if _, err := os.Lstat(filepath.Join(dest, name)); err == nil {
+					t.Errorf("symlink %s pointing out was created", name)
+				}
+				if !strings.Contains(res.Stderr, name+":") {
+					t.Errorf("refusal of %s not reported", name)
+				}
+			}
+			if !strings.Contains(res.Stderr, "unsafe path") {
+				t.Errorf("unsafe names not reported")
+			}
+			for _, p := range planted {
+				if _, err := os.Lstat(filepath.Join(dest, p)); err == nil {
+					t.Errorf("hostile name %q was written", p)
+				}
+				if _, err := os.Lstat(filepath.Join(dest, "bad", p)); err == nil {
+					t.Errorf("hostile name %q was written", p)
+				}
+			}
+			for _, l := range strings.Split(res.Stderr+res.Stdout, "\n") {
+				if strings.HasPrefix(l, forged) {
+					t.Errorf("a file name forged a log line: %q", l)
+				}
+			}
+			for _, p := range []string{"ok.txt", "deep/ok3.txt", "good", "deep/good2"} {
+				if _, err := os.Stat(filepath.Join(dest, p)); err != nil {
+					t.Errorf("%s not restored: %v", p, err)
+				}
+			}
+			if fi, err := os.Lstat(filepath.Join(dest, "linkdir")); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+				t.Errorf("linkdir, pointing out, was created as a link")
+			}
+		})
+	}
+}
