@@ -1,12 +1,17 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
 	"maps"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -206,5 +211,151 @@ func TestRestoreSymlinksStayInside(t *testing.T) {
 	}
 	if rep.Links != 2 || rep.Files != 1 {
 		t.Errorf("links %d files %d, want 2 and 1", rep.Links, rep.Files)
+	}
+}
+
+// cutOpen is a target whose reads fail (retryably) once a stream has
+// handed out cutAt bytes, cuts times in all; it counts the bytes it hands
+// out.
+type cutOpen struct {
+	backends.Backend
+	cutAt int64
+	cuts  int
+	mu    sync.Mutex
+	read  int64
+}
+
+func (c *cutOpen) Open(ctx context.Context, path string, off int64) (io.ReadCloser, error) {
+	rc, err := c.Backend.Open(ctx, path, off)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	limit := int64(-1)
+	if c.cuts > 0 {
+		limit = c.cutAt
+	}
+	return &cutReader{rc: rc, left: limit, c: c}, nil
+}
+
+type cutReader struct {
+	rc   io.ReadCloser
+	left int64
+	c    *cutOpen
+}
+
+func (r *cutReader) Read(p []byte) (int, error) {
+	if r.left == 0 {
+		r.c.mu.Lock()
+		r.c.cuts--
+		r.c.mu.Unlock()
+		r.left = -1
+		return 0, fmt.Errorf("connection lost: %w", backends.ErrUnreachable)
+	}
+	if r.left > 0 && int64(len(p)) > r.left {
+		p = p[:r.left]
+	}
+	n, err := r.rc.Read(p)
+	if r.left > 0 {
+		r.left -= int64(n)
+	}
+	r.c.mu.Lock()
+	r.c.read += int64(n)
+	r.c.mu.Unlock()
+	return n, err
+}
+
+func (r *cutReader) Close() error { return r.rc.Close() }
+
+func TestRestoreResumes(t *testing.T) {
+	const size = 12 << 20
+	data := make([]byte, size)
+	rand.NewChaCha8([32]byte{1}).Read(data)
+	mt := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	cases := []struct {
+		name     string
+		cuts     int
+		planted  int64 // bytes of a partial left by an earlier restore
+		garbage  int64 // of which the last ones are garbage
+		wantKept int64
+		maxRead  int64
+	}{
+		{"cut twice mid-file", 2, 0, 0, 0, size + 2*RestoreVerifyWindow},
+		{"partial with a good tail", 0, 8 << 20, 0, 8 << 20, size - 8<<20 + RestoreVerifyWindow},
+		{"partial with garbage at the tail", 0, 8 << 20, 1000, 8<<20 - 1000, size - 8<<20 + RestoreVerifyWindow + 1000},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dst := t.TempDir()
+			mkfile(t, dst, "big.bin", string(data), mt)
+			b := &cutOpen{Backend: localTarget(t, dst), cutAt: 5 << 20, cuts: c.cuts}
+			out := t.TempDir()
+			if c.planted > 0 {
+				p := append([]byte{}, data[:c.planted]...)
+				for i := c.planted - c.garbage; i < c.planted; i++ {
+					p[i] ^= 0xff
+				}
+				name := filepath.Join(out, backends.PartialName("big.bin", size, mt))
+				if err := os.WriteFile(name, p, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var slept int
+			rep, err := Restore(context.Background(), b, out, RestoreOptions{Exec: ExecOptions{
+				Sleep: func(context.Context, time.Duration) error { slept++; return nil },
+			}})
+			if err != nil || len(rep.Problems) > 0 {
+				t.Fatalf("restore: %v %v", err, rep.Problems)
+			}
+			got, err := os.ReadFile(filepath.Join(out, "big.bin"))
+			if err != nil || !bytes.Equal(got, data) {
+				t.Fatalf("restored file differs (%d bytes, %v)", len(got), err)
+			}
+			if fi, _ := os.Stat(filepath.Join(out, "big.bin")); !fi.ModTime().Equal(mt) {
+				t.Errorf("mtime %v, want %v", fi.ModTime(), mt)
+			}
+			if slept != c.cuts {
+				t.Errorf("%d retries, want %d", slept, c.cuts)
+			}
+			if c.cuts == 0 && rep.Resumed != c.wantKept {
+				t.Errorf("resumed from %d, want %d", rep.Resumed, c.wantKept)
+			}
+			if b.read > c.maxRead {
+				t.Errorf("read %d bytes from the target, want at most %d", b.read, c.maxRead)
+			}
+			if es, _ := os.ReadDir(out); len(es) != 1 {
+				t.Errorf("destination holds %d entries, want the file alone (no partial left)", len(es))
+			}
+		})
+	}
+}
+
+func TestRestoreOneFileAtTime(t *testing.T) {
+	src, dst := t.TempDir(), t.TempDir()
+	t1 := time.Date(2026, 11, 25, 16, 15, 0, 0, time.UTC)
+	mkfile(t, src, "d/f.txt", "v1", t1.Add(-time.Minute))
+	backupRun(t, src, dst, t1, Keep{})
+	mkfile(t, src, "d/f.txt", "v2-longer", t1.Add(time.Minute))
+	backupRun(t, src, dst, t1.Add(time.Hour), Keep{})
+	b := localTarget(t, dst)
+	for _, c := range []struct {
+		name string
+		at   time.Time
+		want string
+	}{
+		{"live", time.Time{}, "v2-longer"},
+		{"before the second run", t1.Add(30 * time.Minute), "v1"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			out := t.TempDir()
+			rep, err := Restore(context.Background(), b, out, RestoreOptions{Path: "d/f.txt", At: c.at, VersionsDir: ".v"})
+			if err != nil || len(rep.Problems) > 0 {
+				t.Fatalf("restore: %v %v", err, rep.Problems)
+			}
+			if got := readTree(t, out); !maps.Equal(got, map[string]string{"f.txt": c.want}) {
+				t.Errorf("got %v", got)
+			}
+		})
 	}
 }
