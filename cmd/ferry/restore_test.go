@@ -61,7 +61,9 @@ func TestRestoreCommand(t *testing.T) {
 	dir := t.TempDir()
 	src, dst := filepath.Join(dir, "src"), filepath.Join(dir, "dst")
 	runs, states := backupThree(t, src, dst)
-	cfg := writeConfig(t, dir, fmt.Sprintf("jobs:\n  - name: j\n    source: %q\n    mode: backup\n    backup_dir: .old\n    targets: [{name: t, type: local, path: %q}]\n", src, dst))
+	fakeTargets(t)
+	deadDir := t.TempDir()
+	cfg := writeConfig(t, dir, fmt.Sprintf("jobs:\n  - name: j\n    source: %q\n    mode: backup\n    backup_dir: .old\n    targets: [{name: t, type: local, path: %q}, {name: dead, type: local, path: %q}]\n", src, dst, deadDir))
 	for i, at := range []string{runs[0].Format(time.RFC3339), runs[1].Add(5 * time.Minute).Format(time.RFC3339), runs[2].Format(time.RFC3339), ""} {
 		want := states[min(i, 2)]
 		t.Run(fmt.Sprintf("state %d", i+1), func(t *testing.T) {
@@ -120,6 +122,8 @@ func TestRestoreCommand(t *testing.T) {
 		{"dotdot path", []string{"restore", "-c", cfg, "j/t/../x", t.TempDir()}, exitUsage},
 		{"ls missing", []string{"ls", dst, "nothing"}, exitFailed},
 		{"local target form", []string{"ls", dst, "d"}, exitOK},
+		{"unreachable target", []string{"restore", "-c", cfg, "j/dead", t.TempDir()}, exitUnreachable},
+		{"versions of a missing path", []string{"versions", "-c", cfg, "j/t", "nothing"}, exitFailed},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
