@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -357,5 +358,50 @@ func TestRestoreOneFileAtTime(t *testing.T) {
 				t.Errorf("got %v", got)
 			}
 		})
+	}
+}
+
+// cancelAtBytes is a Progress that cancels once n bytes came down.
+type cancelAtBytes struct {
+	nopProgress
+	n      int64
+	got    atomic.Int64
+	cancel context.CancelFunc
+}
+
+func (c *cancelAtBytes) Bytes(_ string, n int64) {
+	if c.got.Add(n) >= c.n {
+		c.cancel()
+	}
+}
+
+// TestRestoreInterruptedThenResumed stops a restore mid-file, as a killed
+// process would, and runs it again: the second run keeps the partial's
+// verified bytes and the file comes out whole.
+func TestRestoreInterruptedThenResumed(t *testing.T) {
+	const size = 16 << 20
+	data := make([]byte, size)
+	rand.NewChaCha8([32]byte{2}).Read(data)
+	dst, out := t.TempDir(), t.TempDir()
+	mkfile(t, dst, "f.bin", string(data), time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	b := localTarget(t, dst)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, err := Restore(ctx, b, out, RestoreOptions{Exec: ExecOptions{Progress: &cancelAtBytes{n: 10 << 20, cancel: cancel}}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted restore returned %v, want context.Canceled", err)
+	}
+	if _, err := os.Stat(filepath.Join(out, "f.bin")); err == nil {
+		t.Fatal("an interrupted download was published")
+	}
+	rep, err := Restore(context.Background(), b, out, RestoreOptions{})
+	if err != nil || len(rep.Problems) > 0 {
+		t.Fatalf("second restore: %v %v", err, rep.Problems)
+	}
+	if rep.Resumed < 10<<20-RestoreVerifyWindow {
+		t.Errorf("resumed from %d, want at least %d", rep.Resumed, 10<<20-RestoreVerifyWindow)
+	}
+	if got, _ := os.ReadFile(filepath.Join(out, "f.bin")); !bytes.Equal(got, data) {
+		t.Error("resumed file differs")
 	}
 }
