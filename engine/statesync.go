@@ -274,6 +274,14 @@ func (ts *StateSync) execute(ctx context.Context, plan Plan, srcRoot string, tar
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if len(plan.Ops) == 0 {
+		// Nothing to touch: a store already clean stays as it is, with no
+		// write (and no fsync) at all.
+		if h, err := ts.Store.Header(); err == nil && h.Clean {
+			ts.Stats.Recorded = true
+			return Execute(ctx, plan, srcRoot, target, exec)
+		}
+	}
 	moves := FindMoves(plan, mopts)
 	paths := make([]string, 0, len(plan.Ops))
 	for _, op := range plan.Ops {
