@@ -60,7 +60,7 @@ func (r *recorder) Mkdir(ctx context.Context, path string) error {
 	if err == nil && path != "" {
 		// The mtime is set by the plan's directory fix that follows; until
 		// then the record holds none, so a run cut short fixes it again.
-		r.note(r.st.Put(backends.FileInfo{Path: path, Mode: fs.ModeDir | 0o755}))
+		r.note(r.st.PutNew(backends.FileInfo{Path: path, Mode: fs.ModeDir | 0o755}))
 	}
 	return err
 }

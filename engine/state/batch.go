@@ -19,6 +19,7 @@ const (
 	mutModTime                // path's mtime is t
 	mutMode                   // path's permission bits are perm
 	mutSettled                // path was checked: only leaves the in-flight set
+	mutPutNew                 // fi is at fi.Path, unless a record of the same type is there
 )
 
 type mutation struct {
@@ -35,6 +36,13 @@ type mutation struct {
 // once. It leaves fi.Path's in-flight mark.
 func (s *Store) Put(fi backends.FileInfo) error {
 	return s.add(mutation{kind: mutPut, path: fi.Path, fi: fi})
+}
+
+// PutNew records fi like Put, but keeps a record already there: for a
+// directory made where one may have existed (a mkdir of parents), whose
+// existing record knows its mtime and mode.
+func (s *Store) PutNew(fi backends.FileInfo) error {
+	return s.add(mutation{kind: mutPutNew, path: fi.Path, fi: fi})
 }
 
 // Delete records that path, and everything under it, is gone.
@@ -107,6 +115,13 @@ func apply(b *bolt.Bucket, m mutation) error {
 	key := encodeKey(m.path)
 	switch m.kind {
 	case mutPut:
+		return b.Put(key, encodeValue(&m.fi))
+	case mutPutNew:
+		if v := b.Get(key); v != nil {
+			if old, err := decodeValue(m.path, v); err == nil && old.Mode.Type() == m.fi.Mode.Type() {
+				return nil
+			}
+		}
 		return b.Put(key, encodeValue(&m.fi))
 	case mutDelete:
 		if err := b.Delete(key); err != nil {

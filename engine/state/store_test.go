@@ -250,3 +250,18 @@ func TestInUse(t *testing.T) {
 		t.Fatal("a file in use was moved aside")
 	}
 }
+
+func TestPutNewKeepsARecord(t *testing.T) {
+	s := openT(t, filepath.Join(t.TempDir(), "s.db"), "t")
+	defer s.Close()
+	old := dir("d")
+	old.ModTime = time.Unix(77, 0)
+	s.Put(old)
+	s.PutNew(backends.FileInfo{Path: "d", Mode: fs.ModeDir | 0o700})
+	s.PutNew(backends.FileInfo{Path: "e", Mode: fs.ModeDir | 0o700})
+	s.Flush()
+	got, _ := s.Entries()
+	if len(got) != 2 || !got[0].ModTime.Equal(old.ModTime) || got[0].Mode != old.Mode || got[1].Mode != fs.ModeDir|0o700 {
+		t.Fatalf("got %+v", got)
+	}
+}
