@@ -50,6 +50,21 @@ func (c *conn) alive() bool {
 	}
 }
 
+// abandon kills a connection that failed (no keepalive answer, a stalled
+// upload, a lost session). Its socket is reset rather than closed: a plain
+// close would leave the kernel retransmitting the unsent writes of an
+// abandoned upload, and should the link come back they would reach the
+// server after a retry on a new connection had already published the file
+// they belong to.
+func (c *conn) abandon(why string) {
+	if c.net != nil {
+		if tc, ok := c.net.Conn.(*net.TCPConn); ok {
+			tc.SetLinger(0)
+		}
+	}
+	c.kill(why)
+}
+
 // kill closes the connection, which fails every call waiting on it at once.
 func (c *conn) kill(why string) {
 	c.deadOnce.Do(func() {
@@ -219,7 +234,7 @@ func (b *Backend) keepalive(c *conn) {
 			if time.Since(lastAlive) >= iv*time.Duration(n)-iv/10 {
 				b.log.Warn("sftp connection dead: no keepalive answer", "addr", b.cfg.addr, "conn", c.id,
 					"silent_for", time.Since(lastAlive).Round(time.Millisecond), "interval", iv, "max_missed", n)
-				c.kill(fmt.Sprintf("no keepalive answer for %s", time.Since(lastAlive).Round(time.Millisecond)))
+				c.abandon(fmt.Sprintf("no keepalive answer for %s", time.Since(lastAlive).Round(time.Millisecond)))
 				return
 			}
 			continue

@@ -28,7 +28,7 @@ func classify(c *conn, op, p string, err error) error {
 		}
 	}
 	if c != nil && (!c.alive() || lostConn(err)) {
-		c.kill("lost: " + err.Error())
+		c.abandon("lost: " + err.Error())
 		return fmt.Errorf("%s %s: %w: %w (%s)", op, p, backends.ErrUnreachable, err, c.reason())
 	}
 	var se *sftp.StatusError

@@ -192,6 +192,6 @@ func (pl *pipeline) watch(ctx context.Context, finished <-chan struct{}) {
 
 func (pl *pipeline) killAll(why string) {
 	for _, c := range pl.conns {
-		c.kill(why)
+		c.abandon(why)
 	}
 }
