@@ -15,6 +15,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/ferrysync/ferry/backends"
 )
@@ -169,7 +170,7 @@ func openChecked(path string, opts Options) (db *bolt.DB, reason string, err err
 	}()
 	db, err = bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
 	switch {
-	case errors.Is(err, bolt.ErrTimeout):
+	case errors.Is(err, berrors.ErrTimeout):
 		return nil, "", fmt.Errorf("%s: %w", path, ErrInUse)
 	case err != nil:
 		return nil, "cannot open: " + err.Error(), nil
