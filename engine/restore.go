@@ -123,12 +123,12 @@ func gatherPicks(ctx context.Context, b backends.Backend, opts RestoreOptions) (
 	found := false
 	// place moves a listing of treePath to its place below dest: a
 	// directory's content below base, a file at base.
-	place := func(stamp, treePath string, es []backends.FileInfo, lp []Problem) []backends.FileInfo {
+	place := func(stamp, treePath string, es []backends.FileInfo, lp []Problem, isDir bool) []backends.FileInfo {
 		found = true
 		problems = append(problems, lp...)
 		for i, e := range es {
 			src, dst := treePath, base
-			if e.Path != "" && !(len(es) == 1 && e.Path == base && !e.IsDir() && treeIsFile(ctx, b, treePath)) {
+			if isDir {
 				src, dst = joinRel(treePath, e.Path), joinRel(base, e.Path)
 			}
 			from[stamp+"\x00"+dst] = src
@@ -136,10 +136,10 @@ func gatherPicks(ctx context.Context, b backends.Backend, opts RestoreOptions) (
 		}
 		return es
 	}
-	live, lp, err := ListTree(ctx, b, opts.Path, skip)
+	live, lp, isDir, err := listTree(ctx, b, opts.Path, skip)
 	switch {
 	case err == nil:
-		live = place("", opts.Path, live, lp)
+		live = place("", opts.Path, live, lp, isDir)
 	case errors.Is(err, backends.ErrNotExist) && !opts.At.IsZero():
 	default:
 		return nil, nil, fmt.Errorf("restore %s: %w", opts.Path, err)
@@ -155,7 +155,7 @@ func gatherPicks(ctx context.Context, b backends.Backend, opts RestoreOptions) (
 				continue // replaced before At: never what was there at At
 			}
 			p := joinRel(backends.Join(opts.VersionsDir, n), opts.Path)
-			es, vp, err := ListTree(ctx, b, p, "")
+			es, vp, isDir, err := listTree(ctx, b, p, "")
 			if errors.Is(err, backends.ErrNotExist) {
 				continue
 			}
@@ -163,7 +163,7 @@ func gatherPicks(ctx context.Context, b backends.Backend, opts RestoreOptions) (
 				problems = append(problems, Problem{Path: p, Err: err})
 				continue
 			}
-			trees = append(trees, versionTree{stamp: n, until: times[i], entries: place(n, p, es, vp)})
+			trees = append(trees, versionTree{stamp: n, until: times[i], entries: place(n, p, es, vp, isDir)})
 		}
 	}
 	if !found {
@@ -174,12 +174,6 @@ func gatherPicks(ctx context.Context, b backends.Backend, opts RestoreOptions) (
 		picks[i].From.Path = from[picks[i].Stamp+"\x00"+picks[i].Rel]
 	}
 	return picks, problems, nil
-}
-
-// treeIsFile reports whether path on b is a file (not a directory).
-func treeIsFile(ctx context.Context, b backends.Backend, path string) bool {
-	fi, err := b.Stat(ctx, path)
-	return err == nil && !fi.IsDir()
 }
 
 // restorer carries one Restore.
@@ -445,6 +439,7 @@ func (r *restorer) file(p Pick) error {
 	if err := r.publish(partial, rel); err != nil {
 		return backends.Permanent(fmt.Errorf("publish %s: %w", p.Rel, err))
 	}
+	r.removeStalePartials(rel)
 	r.exec.Progress.FileDone(p.Rel, size, off)
 	r.count(func(rep *RestoreReport) {
 		rep.Files++
@@ -483,4 +478,34 @@ func (p *progressWriter) Write(b []byte) (int, error) {
 		p.prog.Bytes(p.path, int64(n))
 	}
 	return n, err
+}
+
+// removeStalePartials removes partial downloads of rel left by restores of
+// other versions of it (another size or mtime gives another partial name),
+// once rel is in place. Failures only cost disk space and are logged.
+func (r *restorer) removeStalePartials(rel string) {
+	dir, name := filepath.Split(rel)
+	if dir == "" {
+		dir = "."
+	}
+	d, err := r.root.Open(dir)
+	if err != nil {
+		return
+	}
+	es, err := d.ReadDir(-1)
+	d.Close()
+	if err != nil {
+		return
+	}
+	const tagLen = 16 + 1 // hex tag and "-"
+	for _, e := range es {
+		n := e.Name()
+		if !strings.HasPrefix(n, backends.PartialPrefix) || len(n) < len(backends.PartialPrefix)+tagLen ||
+			n[len(backends.PartialPrefix)+tagLen:] != name || !e.Type().IsRegular() {
+			continue
+		}
+		if err := r.root.Remove(filepath.Join(dir, n)); err != nil {
+			r.log.Debug("remove stale partial", "path", filepath.Join(dir, n), "err", err)
+		}
+	}
 }

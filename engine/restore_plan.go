@@ -161,19 +161,25 @@ func trimPrefix(p, prefix string) string {
 // relative to path). A missing path returns an error wrapping ErrNotExist;
 // cancel returns ctx.Err(). Safe for concurrent use.
 func ListTree(ctx context.Context, b backends.Backend, path, skip string) ([]backends.FileInfo, []Problem, error) {
+	es, problems, _, err := listTree(ctx, b, path, skip)
+	return es, problems, err
+}
+
+// listTree is ListTree that also tells whether path is a directory.
+func listTree(ctx context.Context, b backends.Backend, path, skip string) ([]backends.FileInfo, []Problem, bool, error) {
 	fi, err := b.Stat(ctx, path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("stat %s: %w", path, err)
+		return nil, nil, false, fmt.Errorf("stat %s: %w", path, err)
 	}
 	if !fi.IsDir() {
 		_, name := backends.Split(path)
 		fi.Path = name
-		return []backends.FileInfo{fi}, nil, nil
+		return []backends.FileInfo{fi}, nil, false, nil
 	}
 	sub := &subTarget{Backend: b, prefix: path}
 	entries, _, problems, err := ListTarget(ctx, sub, nil, nil)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, true, err
 	}
 	if skip != "" {
 		entries = slices.DeleteFunc(entries, func(e backends.FileInfo) bool { return e.Path == skip || under(e.Path, skip) })
@@ -181,7 +187,7 @@ func ListTree(ctx context.Context, b backends.Backend, path, skip string) ([]bac
 	for i := range problems {
 		problems[i].Path = joinRel(path, problems[i].Path)
 	}
-	return entries, append(problems, sub.refused...), nil
+	return entries, append(problems, sub.refused...), true, nil
 }
 
 // ListVersions returns the copies of path that b holds, newest first: the

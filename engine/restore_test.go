@@ -394,9 +394,17 @@ func TestRestoreInterruptedThenResumed(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(out, "f.bin")); err == nil {
 		t.Fatal("an interrupted download was published")
 	}
+	// A partial of another version of the file goes once the file is in.
+	stale := filepath.Join(out, backends.PartialName("f.bin", 5, time.Now()))
+	if err := os.WriteFile(stale, []byte("older"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	rep, err := Restore(context.Background(), b, out, RestoreOptions{})
 	if err != nil || len(rep.Problems) > 0 {
 		t.Fatalf("second restore: %v %v", err, rep.Problems)
+	}
+	if es, _ := os.ReadDir(out); len(es) != 1 {
+		t.Errorf("destination holds %d entries, want f.bin alone (partials removed)", len(es))
 	}
 	if rep.Resumed < 10<<20-RestoreVerifyWindow {
 		t.Errorf("resumed from %d, want at least %d", rep.Resumed, 10<<20-RestoreVerifyWindow)
