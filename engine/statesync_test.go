@@ -229,3 +229,36 @@ func TestStateSyncAfterCutRun(t *testing.T) {
 	}
 	r.check()
 }
+
+// TestStateSyncVerifiesMovedDirectory stands for a run killed after a
+// directory move reached the target but not the state: both paths are in
+// flight, and the check at the next start must drop the old subtree's
+// records and learn the new one's from the target.
+func TestStateSyncVerifiesMovedDirectory(t *testing.T) {
+	r := newStateRig(t)
+	if _, _, err := r.run(context.Background(), &StateSync{}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := state.Open(r.statePath, state.Options{Target: r.dst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Begin([]string{"d4", "e4"}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	for _, root := range []string{r.src, r.dst} {
+		if err := os.Rename(filepath.Join(root, "d4"), filepath.Join(root, "e4")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ss := &StateSync{}
+	rep, _, err := r.run(context.Background(), ss)
+	if err != nil || ss.Stats.Listed || ss.Stats.Verified != 2 {
+		t.Fatalf("err %v, listed %v (%s), verified %d", err, ss.Stats.Listed, ss.Stats.Why, ss.Stats.Verified)
+	}
+	if len(rep.Plan.Ops) != 0 {
+		t.Errorf("after the check the plan should be empty, got %v", rep.Plan.Ops)
+	}
+	r.check()
+}
