@@ -113,6 +113,9 @@ func (ts *StateSync) list(ctx context.Context, b backends.Backend, f *Filter, lo
 		}
 	}
 	if why == "" {
+		if err := ts.Store.Unmap(); err != nil {
+			return nil, nil, nil, err
+		}
 		log.Debug("target state trusted: planning without a listing", "entries", len(entries), "listed", h.ListedAt.Format(time.RFC3339))
 		return entries, partials, nil, nil
 	}

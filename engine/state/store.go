@@ -268,6 +268,28 @@ func (s *Store) Close() error {
 	return ferr
 }
 
+// Unmap commits what is pending and closes and reopens the file. Reading
+// every record maps the whole file into memory, where it stays resident
+// while open; a run that has its records in hand calls Unmap so that those
+// pages do not add to its peak memory. Not safe while another call is in
+// progress. On failure the store is closed and unusable.
+func (s *Store) Unmap() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.flushLocked(); err != nil {
+		return err
+	}
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("close state %s: %w", s.path, err)
+	}
+	db, err := bolt.Open(s.path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
+	if err != nil {
+		return fmt.Errorf("reopen state %s: %w", s.path, err)
+	}
+	s.db = db
+	return nil
+}
+
 // Header reads the header. Errors are read errors of the file.
 func (s *Store) Header() (Header, error) {
 	var h Header
