@@ -1,10 +1,12 @@
 package s3
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"time"
 
 	"github.com/ferrysync/ferry/backends"
@@ -70,7 +72,14 @@ func (b *Backend) rename(ctx context.Context, from, to string) error {
 		return err
 	}
 	for i, k := range keys {
-		if err := b.copyObject(ctx, k, toPfx+k[len(fromPfx):], sizes[i], nil); err != nil {
+		dst := toPfx + k[len(fromPfx):]
+		var err error
+		if strings.HasSuffix(k, "/") {
+			err = b.copyMarker(ctx, k, dst)
+		} else {
+			err = b.copyObject(ctx, k, dst, sizes[i], nil)
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -100,6 +109,23 @@ func (b *Backend) copyObject(ctx context.Context, src, dst string, size int64, m
 	} else {
 		_, err = b.core.Client.CopyObject(ctx, d, s)
 	}
+	if err != nil {
+		return classifyS3(err, b.bucket, 0)
+	}
+	return nil
+}
+
+// copyMarker writes the directory marker dst with the metadata (mtime,
+// mode) of the marker src. A marker holds no data, so it is written anew
+// rather than copied: servers that keep markers as real directories refuse
+// a server-side copy onto one.
+func (b *Backend) copyMarker(ctx context.Context, src, dst string) error {
+	oi, err := b.head(ctx, src)
+	if err != nil {
+		return err
+	}
+	_, err = b.core.PutObject(ctx, b.bucket, dst, bytes.NewReader(nil), 0, "", "",
+		minio.PutObjectOptions{UserMetadata: stripMeta(oi.UserMetadata), ContentType: "application/x-directory", DisableContentSha256: true})
 	if err != nil {
 		return classifyS3(err, b.bucket, 0)
 	}
