@@ -26,7 +26,7 @@ type soakProfile struct {
 	budget time.Duration // time under faults; the clean last run comes after
 	round  time.Duration // a run still going after this is a hang
 	// window: a SIGKILL or sshd restart falls at a random moment within
-	// this much of a run's start; about a run's length under faults.
+	// this much of a run's start, so that most runs are cut.
 	window time.Duration
 }
 
@@ -47,7 +47,7 @@ var soakProfiles = map[string]soakProfile{
 			LargeFiles: 8, LargeMin: 20 << 20, LargeMax: 50 << 20},
 		budget: 15 * time.Minute,
 		round:  10 * time.Minute,
-		window: 90 * time.Second,
+		window: 30 * time.Second,
 	},
 }
 
