@@ -15,6 +15,7 @@ import (
 	"github.com/ferrysync/ferry/engine"
 	"github.com/ferrysync/ferry/engine/state"
 	"github.com/ferrysync/ferry/integration/ferrybin"
+	"github.com/ferrysync/ferry/integration/sshd"
 	"github.com/ferrysync/ferry/integration/treecheck"
 )
 
@@ -335,4 +336,39 @@ func must(t *testing.T, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestStateSFTP runs the state against a real OpenSSH server: a restart
+// plans from the state, a renamed directory is moved with the server's
+// rename, and a forced rescan finds a file deleted behind ferry's back.
+func TestStateSFTP(t *testing.T) {
+	r := newSFTPRig(t, sshd.Options{}, treecheck.Spec{Seed: 3, Dirs: 8, SmallFiles: 300})
+	stateDir := filepath.Join(t.TempDir(), "state")
+	run := func(extra ...string) ferrybin.Result {
+		t.Helper()
+		args := r.syncArgs(r.knownHosts, append([]string{"-v", "--state-dir", stateDir}, extra...)...)
+		res := ferrybin.Run(t, 5*time.Minute, args...)
+		if res.ExitCode != ferrybin.ExitOK {
+			t.Fatalf("sync: %s", res)
+		}
+		return res
+	}
+	run()
+	r.check(t)
+	if res := run(); !strings.Contains(res.Stderr, "target state trusted") || !strings.Contains(res.Stdout, "copied 0 files") {
+		t.Fatalf("restart did not plan from the state:\n%s", res)
+	}
+	moved := biggestDir(t, r.src)
+	must(t, os.Rename(filepath.Join(r.src, moved), filepath.Join(r.src, "moved-here")))
+	r.rescan(t)
+	if res := run(); !strings.Contains(res.Stdout, "copied 0 files") || !strings.Contains(res.Stdout, "moved 1 path on the target") {
+		t.Fatalf("want one move and no copy:\n%s", res)
+	}
+	r.check(t)
+	files := regularFiles(t, r.dst)
+	must(t, os.Remove(filepath.Join(r.dst, files[len(files)/2])))
+	if res := run("--rescan-target"); !strings.Contains(res.Stdout, "1 drifted path on the target repaired") {
+		t.Fatalf("want 1 drifted path:\n%s", res)
+	}
+	r.check(t)
 }
