@@ -15,10 +15,10 @@ func TestMeasureRSS(t *testing.T) {
 		env     []string
 		wrapped bool
 	}{
-		{"child", []string{"BENCH_HOG_MIB=96"}, false},
-		{"grandchild", []string{"BENCH_HOG_MIB=96", "BENCH_HOG_VIA_CHILD=1"}, false},
-		{"child via GNU time", []string{"BENCH_HOG_MIB=96"}, true},
-		{"grandchild via GNU time", []string{"BENCH_HOG_MIB=96", "BENCH_HOG_VIA_CHILD=1"}, true},
+		{"child", []string{"BENCH_HOG_MIB=48"}, false},
+		{"grandchild", []string{"BENCH_HOG_MIB=48", "BENCH_HOG_VIA_CHILD=1"}, false},
+		{"child via GNU time", []string{"BENCH_HOG_MIB=48"}, true},
+		{"grandchild via GNU time", []string{"BENCH_HOG_MIB=48", "BENCH_HOG_VIA_CHILD=1"}, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -32,8 +32,10 @@ func TestMeasureRSS(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			const want = 96 << 10 // KiB
-			if res.MaxRSSKiB < want || res.MaxRSSKiB > 3*want {
+			const want = 48 << 10 // KiB
+			// Unwrapped, the figure also holds this test process's own
+			// peak (vfork), so only the lower bound can be checked.
+			if res.MaxRSSKiB < want || (tc.wrapped && res.MaxRSSKiB > 3*want) {
 				t.Errorf("MaxRSSKiB = %d, want about %d", res.MaxRSSKiB, want)
 			}
 			if res.TreeRSSKiB < res.MaxRSSKiB {
@@ -112,27 +114,33 @@ func TestReapedCPU(t *testing.T) {
 	// A shell that burns a fixed amount of CPU in a child it reaps, then
 	// lingers: while it lingers, its reaped CPU must account for nearly
 	// all the CPU the whole tree reports at exit.
-	busy := "i=0; while [ $i -lt 50000 ]; do i=$((i+1)); done"
-	cmd := exec.Command("sh", "-c", "sh -c '"+busy+"'; sleep 0.5")
+	busy := "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done"
+	cmd := exec.Command("sh", "-c", "sh -c '"+busy+"'; sleep 0.3")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	pid := cmd.Process.Pid
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
 	time.Sleep(20 * time.Millisecond)
 	if !HasChildren(pid) {
 		t.Error("HasChildren = false while the busy child runs")
 	}
 	var reaped time.Duration
-	for HasChildren(pid) {
-		// Sample until the sleep exits; the last sample taken while the
-		// shell still lives has the busy child's CPU.
+	for waiting := true; waiting; {
+		// The last sample taken before the shell is reaped itself holds
+		// the busy child's CPU; after that /proc has nothing to read.
 		if r := ReapedCPU(pid); r > 0 {
 			reaped = r
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if err := cmd.Wait(); err != nil {
-		t.Fatal(err)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			waiting = false
+		case <-time.After(10 * time.Millisecond):
+		}
 	}
 	total := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	if reaped <= 0 || reaped < total/2 || reaped > total+20*time.Millisecond {
