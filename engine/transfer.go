@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -209,6 +211,7 @@ func Execute(ctx context.Context, plan Plan, srcRoot string, target backends.Bac
 		}
 	}
 	e.prog.Totals(files, bytes)
+	rootAtStart, _ := os.Stat(srcRoot)
 
 	for _, phase := range phases(plan.Ops) {
 		if ctx.Err() != nil {
@@ -220,6 +223,9 @@ func Execute(ctx context.Context, plan Plan, srcRoot string, target backends.Bac
 		e.runPhase(ctx, phase)
 	}
 	e.cleanPartials(ctx, plan.Ops)
+	if len(e.rep.Vanished) > 0 {
+		e.checkRootKept(rootAtStart)
+	}
 	if ctx.Err() != nil {
 		e.rep.Err = context.Cause(ctx)
 	}
@@ -381,6 +387,22 @@ func (e *executor) skipped(path string, err error) {
 	e.mu.Lock()
 	e.rep.Skipped = append(e.rep.Skipped, Problem{Path: path, Err: err})
 	e.mu.Unlock()
+}
+
+// checkRootKept turns vanished files into a failure of the run when the
+// source root itself went away or was swapped (a disk unmounted under it)
+// while the run copied: those files did not vanish one by one, the whole
+// source did, and a scheduled job must not report that as success.
+func (e *executor) checkRootKept(atStart fs.FileInfo) {
+	err := checkSourceRoot(e.srcRoot)
+	if err == nil && atStart != nil {
+		if now, serr := os.Stat(e.srcRoot); serr != nil || !os.SameFile(atStart, now) {
+			err = fmt.Errorf("source %s was replaced during the run (unmounted?): %w", e.srcRoot, ErrSourceRoot)
+		}
+	}
+	if err != nil {
+		e.problem(".", fmt.Errorf("%d files vanished: %w", len(e.rep.Vanished), err))
+	}
 }
 
 // count records a success; it also ends a streak of unreachable failures.
