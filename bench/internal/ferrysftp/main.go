@@ -1,11 +1,3 @@
-// Command ferrysftp runs ferry's engine against an SFTP target the way
-// `ferry sync SRC sftp://...` does, for the benchmarks only, while the
-// command line has no SFTP target yet. It wires the same packages the CLI
-// wires (engine.Sync, backends/sftp) with their defaults, so its figures are
-// ferry's; the benchmarks use the real CLI as soon as it accepts
-// --identity.
-//
-//	ferrysftp --identity KEY --known-hosts FILE SOURCE sftp://user@host:port/path
 package main
 
 import (
