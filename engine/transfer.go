@@ -414,9 +414,10 @@ func (e *executor) count(f func(r *Report)) {
 }
 
 // cleanPartials removes partial files that no planned upload will resume
-// (see StalePartials): those older than the retention, and, whatever their
-// age, those inside a directory the plan deletes, which could not be removed
-// otherwise. It runs before the first delete and at most once. Failures are
+// (see StalePartials): those older than the retention and, whatever their
+// age, those that are not regular files (nothing can resume them) and those
+// inside a directory the plan deletes, which could not be removed otherwise.
+// It runs before the first delete and at most once. Failures are
 // logged, not reported, since a leftover partial harms nothing.
 func (e *executor) cleanPartials(ctx context.Context, ops []Op) {
 	if e.partialsCleaned || ctx.Err() != nil {
@@ -447,8 +448,11 @@ func (e *executor) cleanPartials(ctx context.Context, ops []Op) {
 	}
 	now := e.opts.Now()
 	for _, p := range StalePartials(e.opts.Partials, e.rep.Plan) {
+		// Only a regular file can be resumed; anything else under a partial
+		// name (the temporary link of a symlink being replaced, left by a
+		// killed run) goes at once.
 		young := e.opts.PartialRetention > 0 && now.Sub(p.ModTime) < e.opts.PartialRetention
-		if young && !underDeleted(p.Path) {
+		if young && p.IsRegular() && !underDeleted(p.Path) {
 			continue
 		}
 		err := e.target.Remove(ctx, p.Path)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -455,12 +456,13 @@ func TestExecuteStalePartials(t *testing.T) {
 	old := backends.PartialName("d/x", 10, now.Add(-time.Hour))
 	young := backends.PartialName("d/y", 10, now)
 	doomed := backends.PartialName("old/z", 10, now)
+	link := backends.PartialPrefix + "link-00161ec9a35cfe7c" // a killed symlink replace
 	fb := newFake()
 	fb.beforeUpload = func(ctx context.Context, path string, src backends.Source, attempt int) error {
 		return backends.Permanent(errFlaky) // the partial of d/f must stay anyway
 	}
 	fb.dirs["old"] = true
-	for _, p := range []string{own, old, young, doomed} {
+	for _, p := range []string{own, old, young, doomed, link} {
 		fb.files[p] = []byte("partial")
 	}
 	partials := []backends.FileInfo{
@@ -468,18 +470,19 @@ func TestExecuteStalePartials(t *testing.T) {
 		{Path: old, ModTime: now.Add(-25 * time.Hour)},
 		{Path: young, ModTime: now.Add(-time.Hour)},
 		{Path: doomed, ModTime: now.Add(-time.Hour)},
+		{Path: link, ModTime: now.Add(-time.Minute), Mode: fs.ModeSymlink},
 	}
 	ops := []Op{uploadOp(e), {Kind: OpDelete, Path: "old", Reason: "extraneous"}}
 	rep := Execute(context.Background(), Plan{Ops: ops}, root, fb, ExecOptions{
 		Partials: partials, Now: func() time.Time { return now },
 	})
-	for p, want := range map[string]bool{own: true, old: false, young: true, doomed: false} {
+	for p, want := range map[string]bool{own: true, old: false, young: true, doomed: false, link: false} {
 		if _, ok := fb.content(p); ok != want {
 			t.Errorf("partial %s present = %v, want %v", p, ok, want)
 		}
 	}
-	if rep.PartialsRemoved != 2 {
-		t.Errorf("PartialsRemoved = %d, want 2", rep.PartialsRemoved)
+	if rep.PartialsRemoved != 3 {
+		t.Errorf("PartialsRemoved = %d, want 3", rep.PartialsRemoved)
 	}
 	if fb.dirs["old"] || rep.Deleted != 1 {
 		t.Errorf("directory old holding a young partial was not deleted: %v", rep.Problems)
