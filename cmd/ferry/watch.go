@@ -33,6 +33,7 @@ type watchFlags struct {
 	settle      time.Duration
 	workers     int
 	ssh         sshFlags
+	s3          s3Flags
 	// statusEvery is the interval of status log lines off a terminal.
 	statusEvery time.Duration
 }
@@ -76,6 +77,7 @@ run. A second signal exits at once.`,
 	fl.IntVar(&f.workers, "workers", engine.DefaultJobWorkers, "changes handled at once per target")
 	fl.DurationVar(&f.statusEvery, "status-interval", f.statusEvery, "time between status log lines off a terminal")
 	f.ssh.register(fl)
+	f.s3.register(fl)
 	return cmd
 }
 
@@ -131,7 +133,7 @@ func runWatch(ctx context.Context, g *globalOptions, f *watchFlags, source strin
 		if scheme, ok := urlScheme(spec); ok && scheme == "sftp" {
 			jt.ModifyWindow = time.Second // SFTP keeps whole seconds
 		}
-		topts := targetOptions{fsync: f.fsync, logger: log.With("target", spec), ssh: &f.ssh}
+		topts := targetOptions{fsync: f.fsync, logger: log.With("target", spec), ssh: &f.ssh, s3: &f.s3}
 		b, err := openTarget(ctx, spec, topts)
 		switch {
 		case errors.Is(err, backends.ErrUnreachable) && !errors.Is(err, backends.ErrAuth):
