@@ -73,24 +73,9 @@ func TestKillSyncLocal(t *testing.T) {
 		n, size := countEntries(t, dst)
 		left := 0.5*float64(len(srcTree)-n)/float64(len(srcTree)) + 0.5*float64(totalBytes-size)/float64(totalBytes)
 		delay := time.Duration(r.Float64() * (float64(fixed) + 0.6*left*float64(whole-fixed)))
-		p := ferrybin.Start(t, "sync", src, dst)
-		how := "killed"
-		select {
-		case <-p.Done():
-			how = "finished first"
-		case <-time.After(delay):
-			p.Kill()
-		}
-		res := p.Wait()
-		switch {
-		case res.Killed():
+		res, how, torn := killRound(t, i, delay, tornCheck, dst, "sync", src, dst)
+		if res.Killed() {
 			killed++
-		case res.ExitCode != ferrybin.ExitOK:
-			t.Fatalf("round %d: %s", i, res)
-		}
-		torn, err := tornCheck.Check(dst)
-		if err != nil {
-			t.Fatal(err)
 		}
 		parts, err := treecheck.Partials(dst)
 		if err != nil {
@@ -189,4 +174,29 @@ func first(s []string, n int) []string {
 		return append(s[:n:n], "...")
 	}
 	return s
+}
+
+// killRound runs ferry with args, SIGKILLs it after delay unless it ends
+// first, and checks dst for torn entries against tc. A run that ended by
+// itself must have exited 0. It returns the result, "killed" or "finished
+// first", and the torn entries found.
+func killRound(t *testing.T, round int, delay time.Duration, tc *treecheck.TornChecker, dst string, args ...string) (ferrybin.Result, string, []string) {
+	t.Helper()
+	p := ferrybin.Start(t, args...)
+	how := "killed"
+	select {
+	case <-p.Done():
+		how = "finished first"
+	case <-time.After(delay):
+		p.Kill()
+	}
+	res := p.Wait()
+	if !res.Killed() && res.ExitCode != ferrybin.ExitOK {
+		t.Fatalf("round %d: %s", round, res)
+	}
+	torn, err := tc.Check(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res, how, torn
 }

@@ -167,24 +167,9 @@ func TestStateKillSyncLocal(t *testing.T) {
 	killed := 0
 	for i := range rounds {
 		delay := time.Duration(r.Float64() * float64(whole))
-		p := ferrybin.Start(t, "sync", "--state-dir", stateDir, src, dst)
-		how := "killed"
-		select {
-		case <-p.Done():
-			how = "finished first"
-		case <-time.After(delay):
-			p.Kill()
-		}
-		res := p.Wait()
-		switch {
-		case res.Killed():
+		res, how, torn := killRound(t, i, delay, tornCheck, dst, "sync", "--state-dir", stateDir, src, dst)
+		if res.Killed() {
 			killed++
-		case res.ExitCode != ferrybin.ExitOK:
-			t.Fatalf("round %d: %s", i, res)
-		}
-		torn, err := tornCheck.Check(dst)
-		if err != nil {
-			t.Fatal(err)
 		}
 		if len(torn) > 0 {
 			t.Fatalf("round %d: torn entries after SIGKILL at %v:\n%s", i, delay, strings.Join(torn, "\n"))
