@@ -170,6 +170,10 @@ func openLocal(dir string, o targetOptions) (backends.Backend, error) {
 	return b, nil
 }
 
+// errTargetInSource marks the nesting that `ferry watch` accepts: the job
+// excludes such a target from its source.
+var errTargetInSource = errors.New("each run would copy its own output")
+
 // checkNesting refuses a local target inside the source or a source inside
 // the target: each run would copy or delete its own output. Both are
 // compared after resolving symlinks as far as the paths exist.
@@ -186,7 +190,7 @@ func checkNesting(source, target string) error {
 	case s == t:
 		return usageErrorf("target %s is the source directory", target)
 	case within(t, s):
-		return usageErrorf("target %s is inside the source %s", target, source)
+		return &exitError{code: exitUsage, err: fmt.Errorf("target %s is inside the source %s: %w", target, source, errTargetInSource)}
 	case within(s, t):
 		return usageErrorf("source %s is inside the target %s", source, target)
 	}

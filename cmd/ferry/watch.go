@@ -125,7 +125,7 @@ func runWatch(ctx context.Context, g *globalOptions, f *watchFlags, source strin
 			// A target inside the source is excluded by the job, with a
 			// warning; the other nestings would feed the job its own
 			// output.
-			if err := checkNesting(source, dir); err != nil && !strings.Contains(err.Error(), "inside the source") {
+			if err := checkNesting(source, dir); err != nil && !errors.Is(err, errTargetInSource) {
 				return err
 			}
 			jt.LocalPath = dir
