@@ -208,7 +208,7 @@ func (d *decoder) secret(n *yaml.Node, key string) (Secret, bool) {
 	if err != nil {
 		// Name the variable, never the text around it.
 		msg := "holds a ${ that is not a valid ${VAR} reference (write $$ for a literal $)"
-		if strings.Contains(err.Error(), "is not set") {
+		if errors.Is(err, errUnsetVar) {
 			msg = err.Error()
 		}
 		d.errorf(n, key, "%s", msg)

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 )
@@ -39,7 +40,7 @@ func expand(s string, env func(string) (string, bool)) (out string, refs, litera
 			}
 			v, ok := env(name)
 			if !ok {
-				return "", refs, literal, fmt.Errorf("environment variable %s is not set", name)
+				return "", refs, literal, fmt.Errorf("environment variable %s %w", name, errUnsetVar)
 			}
 			b.WriteString(v)
 			refs = true
@@ -67,3 +68,7 @@ func validVarName(s string) bool {
 	}
 	return true
 }
+
+// errUnsetVar marks a ${VAR} whose variable is not set: the one expansion
+// error whose text (the variable's name) may be shown for a secret value.
+var errUnsetVar = errors.New("is not set")
