@@ -42,6 +42,11 @@ type FanOutTarget struct {
 	// this target (1s for targets that keep whole seconds).
 	ModifyWindow time.Duration
 	Logger       *slog.Logger
+	// State, when set, stands in for the listing of this target where it
+	// can be trusted, is kept up to date by the run, and turns renames into
+	// moves (see StateSync); each target needs its own. A dry run ignores
+	// it.
+	State *StateSync
 }
 
 // TargetResult is what SyncTargets did on one target.
@@ -91,7 +96,10 @@ func SyncTargets(ctx context.Context, opts FanOutOptions) ([]TargetResult, error
 		return nil, err
 	}
 
-	// The scan runs beside the listings; each target waits for it.
+	// The scan runs beside the listings; each target waits for it. When
+	// every target has failed before needing it, it is cut short.
+	scanCtx, cancelScan := context.WithCancel(ctx)
+	defer cancelScan()
 	var (
 		src          []backends.FileInfo
 		scanProblems []Problem
@@ -100,7 +108,7 @@ func SyncTargets(ctx context.Context, opts FanOutOptions) ([]TargetResult, error
 	)
 	go func() {
 		defer close(scanned)
-		src, scanProblems, scanErr = Scan(ctx, opts.Source, filter, log)
+		src, scanProblems, scanErr = Scan(scanCtx, opts.Source, filter, log)
 	}()
 	var special []Problem
 	waitScan := sync.OnceValue(func() error {
@@ -117,17 +125,33 @@ func SyncTargets(ctx context.Context, opts FanOutOptions) ([]TargetResult, error
 		})
 		return nil
 	})
+	var (
+		gaveUpMu sync.Mutex
+		gaveUp   int
+	)
+	giveUp := func() {
+		gaveUpMu.Lock()
+		defer gaveUpMu.Unlock()
+		if gaveUp++; gaveUp == len(opts.Targets) {
+			cancelScan()
+		}
+	}
 
 	results := make([]TargetResult, len(opts.Targets))
 	var wg sync.WaitGroup
 	for i, t := range opts.Targets {
 		wg.Go(func() {
-			results[i] = syncOne(ctx, &opts, filter, t, waitScan, func() ([]backends.FileInfo, []Problem, []Problem) {
+			results[i] = syncOne(ctx, &opts, filter, t, giveUp, waitScan, func() ([]backends.FileInfo, []Problem, []Problem) {
 				return src, scanProblems, special
 			})
 		})
 	}
 	wg.Wait()
+	if len(opts.Targets) > 0 && gaveUp == len(opts.Targets) {
+		// No target got as far as the scan: their errors say why.
+		<-scanned
+		return results, ctx.Err()
+	}
 	if err := waitScan(); err != nil {
 		return nil, err
 	}
@@ -137,8 +161,9 @@ func SyncTargets(ctx context.Context, opts FanOutOptions) ([]TargetResult, error
 	return results, nil
 }
 
-// syncOne lists, plans and executes one target of SyncTargets.
-func syncOne(ctx context.Context, o *FanOutOptions, filter *Filter, t FanOutTarget,
+// syncOne lists, plans and executes one target of SyncTargets. giveUp
+// tells that the target failed before it needed the scan.
+func syncOne(ctx context.Context, o *FanOutOptions, filter *Filter, t FanOutTarget, giveUp func(),
 	waitScan func() error, scan func() ([]backends.FileInfo, []Problem, []Problem)) (res TargetResult) {
 	start := time.Now()
 	res.Name = t.Name
@@ -150,34 +175,59 @@ func syncOne(ctx context.Context, o *FanOutOptions, filter *Filter, t FanOutTarg
 	if exec.Logger == nil {
 		exec.Logger = log
 	}
+	// A single unnamed target is Sync's: its caller reports the error, so
+	// it is not logged here as well.
+	fail := func(err error) TargetResult {
+		res.Err = err
+		if t.Name != "" && ctx.Err() == nil {
+			log.Error("target failed", "err", err)
+		}
+		return res
+	}
 	defer func() { res.Report.Duration = time.Since(start) }()
 	if t.Target == nil {
 		if t.Open == nil {
-			res.Err = fmt.Errorf("target %s: no backend", t.Name)
-			return res
+			giveUp()
+			return fail(fmt.Errorf("target %s: no backend", t.Name))
 		}
 		b, err := t.Open(ctx)
 		if err != nil {
-			res.Err = fmt.Errorf("open target %s: %w", t.Name, err)
-			log.Error("target failed", "err", res.Err)
-			return res
+			giveUp()
+			return fail(fmt.Errorf("open target %s: %w", t.Name, err))
 		}
 		defer b.Close()
 		t.Target = b
 	}
 
-	dst, partials, listProblems, listErr := ListTarget(ctx, t.Target, filter, log)
+	st := t.State
+	if o.DryRun {
+		st = nil
+	}
+	list := ListTarget
+	if st != nil {
+		list = st.list
+	}
+	dst, partials, listProblems, listErr := list(ctx, t.Target, filter, log)
+	switch {
+	case listErr == nil:
+	case o.DryRun && errors.Is(listErr, backends.ErrNotExist):
+		// A dry run may not create the target root; planned against an
+		// empty target, it shows what a first run would copy.
+		log.Info("target root does not exist yet")
+	default:
+		giveUp()
+		if ctx.Err() != nil {
+			res.Err = ctx.Err()
+			return res
+		}
+		return fail(fmt.Errorf("list target%s: %w", nameSuffix(t.Name), listErr))
+	}
 	if err := waitScan(); err != nil {
 		res.Err = err
 		return res
 	}
 	if ctx.Err() != nil {
 		res.Err = ctx.Err()
-		return res
-	}
-	if listErr != nil && !(o.DryRun && errors.Is(listErr, backends.ErrNotExist)) {
-		res.Err = fmt.Errorf("list target %s: %w", t.Name, listErr)
-		log.Error("target failed", "err", res.Err)
 		return res
 	}
 	shared, scanProblems, special := scan()
@@ -215,13 +265,16 @@ func syncOne(ctx context.Context, o *FanOutOptions, filter *Filter, t FanOutTarg
 	}
 
 	var rep Report
+	exec.Partials = partials
+	mopts := MoveOptions{ModifyWindow: popts.ModifyWindow, IgnoreModes: !chmod}
 	switch {
 	case o.DryRun:
 		rep = Report{Plan: plan, Skipped: plan.Skipped, DeletesRefused: plan.DeletesRefused}
 	case versions != nil:
-		rep, res = runWithVersions(ctx, plan, o.Source, t.Target, exec, partials, versions, res)
+		rep, res = runWithVersions(ctx, plan, o.Source, t.Target, exec, st, mopts, versions, res)
+	case st != nil:
+		rep = st.execute(ctx, plan, o.Source, t.Target, exec, mopts)
 	default:
-		exec.Partials = partials
 		rep = Execute(ctx, plan, o.Source, t.Target, exec)
 	}
 	rep.Problems = append(append(append([]Problem(nil), scanProblems...), listProblems...), rep.Problems...)
@@ -239,11 +292,23 @@ func syncOne(ctx context.Context, o *FanOutOptions, filter *Filter, t FanOutTarg
 	return res
 }
 
+// nameSuffix is " NAME" for a named target, "" for Sync's one target.
+func nameSuffix(name string) string {
+	if name == "" {
+		return ""
+	}
+	return " " + name
+}
+
 // runWithVersions executes a backup plan that keeps old versions: archives
 // first (paths the source lacks, which nothing else touches), then the
-// plan through a versionKeeper, then pruning when the run completed.
+// plan through a versionKeeper, then pruning when the run completed. With
+// a state (st not nil), the archived paths are recorded as gone, and the
+// rest runs through st with the keeper as its target, so that the moves of
+// old versions into the versions folder (outside the state's scope) are
+// not recorded.
 func runWithVersions(ctx context.Context, plan Plan, source string, target backends.Backend,
-	exec ExecOptions, partials []backends.FileInfo, v *Versions, res TargetResult) (Report, TargetResult) {
+	exec ExecOptions, st *StateSync, mopts MoveOptions, v *Versions, res TargetResult) (Report, TargetResult) {
 	now := v.now()
 	_, times, err := listStamps(ctx, target, v.Dir)
 	if err != nil {
@@ -262,11 +327,18 @@ func runWithVersions(ctx context.Context, plan Plan, source string, target backe
 		}
 		return false
 	})
-	problems := keeper.archive(ctx, archives)
-	exec.Partials = partials
-	rep := Execute(ctx, rest, source, keeper, exec)
+	var rep Report
+	if st == nil {
+		problems := keeper.archive(ctx, archives)
+		rep = Execute(ctx, rest, source, keeper, exec)
+		rep.Problems = append(problems, rep.Problems...)
+	} else {
+		rep = archiveRecorded(ctx, st, keeper, archives, exec.Logger)
+		r := st.execute(ctx, rest, source, keeper, exec, mopts)
+		r.Problems = append(rep.Problems, r.Problems...)
+		rep = r
+	}
 	rep.Plan = plan
-	rep.Problems = append(problems, rep.Problems...)
 	res.Versioned = keeper.movedCount()
 	if rep.Err == nil && ctx.Err() == nil {
 		res.Pruned, res.PruneErr = PruneVersions(ctx, target, v.Dir, v.Keep, now)
@@ -275,6 +347,44 @@ func runWithVersions(ctx context.Context, plan Plan, source string, target backe
 		}
 	}
 	return rep, res
+}
+
+// archiveRecorded archives ops through the keeper with the state kept:
+// the paths are marked in flight first and recorded as gone once moved
+// away. When one fails the store cannot tell what that path holds now, and
+// is reset, so the next run lists the target.
+func archiveRecorded(ctx context.Context, st *StateSync, keeper *versionKeeper, archives []Op, log *slog.Logger) Report {
+	if len(archives) == 0 {
+		return Report{}
+	}
+	paths := make([]string, len(archives))
+	for i, op := range archives {
+		paths[i] = op.Path
+	}
+	if err := st.Store.Begin(paths); err != nil {
+		log.Warn("state not kept for this run", "err", err)
+		_ = st.Store.Reset()
+		return Report{Problems: keeper.archive(ctx, archives)}
+	}
+	problems := keeper.archive(ctx, archives)
+	failed := map[string]bool{}
+	for _, p := range problems {
+		failed[p.Path] = true
+	}
+	var err error
+	for _, p := range paths {
+		if !failed[p] && err == nil {
+			err = st.Store.Delete(p)
+		}
+	}
+	if err == nil {
+		err = st.Store.Flush()
+	}
+	if len(problems) > 0 || err != nil {
+		log.Warn("the state store missed changes; the target is listed again next run")
+		_ = st.Store.Reset()
+	}
+	return Report{Problems: problems}
 }
 
 // escapeGlob makes a literal path into an exclude pattern matching only it.

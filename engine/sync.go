@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"sync"
 	"time"
 
@@ -51,8 +50,9 @@ type SyncOptions struct {
 }
 
 // Sync makes the target match the source directory: it scans the source,
-// lists the target, hashes equal-size candidates when Checksum is set, plans,
-// and executes the plan (unless DryRun).
+// lists the target (or reads its state), hashes equal-size candidates when
+// Checksum is set, plans, and executes the plan (unless DryRun). It is
+// SyncTargets with one target.
 //
 // The error is for failures of the whole run: an unusable source root (wraps
 // ErrSourceRoot), bad exclude patterns, a target that cannot be listed (the
@@ -63,116 +63,31 @@ type SyncOptions struct {
 // targets; on cancel it returns promptly and leaves partial uploads to be
 // resumed.
 func Sync(ctx context.Context, opts SyncOptions) (Report, error) {
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	if opts.Exec.Logger == nil {
-		opts.Exec.Logger = log
-	}
-	start := time.Now()
-	filter, err := NewFilter(opts.Excludes)
-	if err != nil {
-		return Report{}, fmt.Errorf("exclude patterns: %w", err)
-	}
-	if err := checkSourceRoot(opts.Source); err != nil {
-		return Report{}, err
-	}
-	// The scan reads the local disk and the listing waits on the target:
-	// run them side by side. A failed listing cancels the scan.
-	scanCtx, cancelScan := context.WithCancel(ctx)
-	defer cancelScan()
-	var (
-		src          []backends.FileInfo
-		scanProblems []Problem
-		scanErr      error
-		scanned      = make(chan struct{})
-	)
-	go func() {
-		defer close(scanned)
-		src, scanProblems, scanErr = Scan(scanCtx, opts.Source, filter, log)
-	}()
-	list := ListTarget
-	if opts.State != nil && !opts.DryRun {
-		list = opts.State.list
-	}
-	dst, partials, listProblems, listErr := list(ctx, opts.Target, filter, log)
-	if listErr != nil && !(opts.DryRun && errors.Is(listErr, backends.ErrNotExist)) {
-		cancelScan()
-	}
-	<-scanned
-	if ctx.Err() != nil {
-		return Report{}, ctx.Err()
-	}
-	switch {
-	case listErr == nil:
-	case opts.DryRun && errors.Is(listErr, backends.ErrNotExist):
-		// A dry run may not create the target root; planned against an
-		// empty target, it shows what a first run would copy.
-		log.Info("target root does not exist yet")
-	default:
-		return Report{}, fmt.Errorf("list target: %w", listErr)
-	}
-	if scanErr != nil {
-		return Report{}, fmt.Errorf("scan source %s: %w", opts.Source, scanErr)
-	}
-	// A socket or fifo in the source is skipped on purpose, every run: a
-	// warning, not a failure, and no reason to hold back deletes.
-	var special []Problem
-	scanProblems = slices.DeleteFunc(scanProblems, func(p Problem) bool {
-		if errors.Is(p.Err, ErrSpecialFile) {
-			special = append(special, p)
-			return true
-		}
-		return false
-	})
-	log.Debug("scanned", "source", len(src), "target", len(dst), "partials", len(partials),
-		"problems", len(scanProblems)+len(listProblems), "took", time.Since(start))
-
-	if opts.Checksum {
-		if err := hashCandidates(ctx, opts.Source, src, dst, opts.Target, log); err != nil {
-			return Report{}, err
-		}
-	}
-	_, symlinks := backends.As[backends.Symlinker](opts.Target)
-	_, chmod := backends.As[backends.Chmoder](opts.Target)
-	plan := MakePlan(src, dst, PlanOptions{
+	res, err := SyncTargets(ctx, FanOutOptions{
+		Source:       opts.Source,
 		Mode:         opts.Mode,
+		Excludes:     opts.Excludes,
 		Checksum:     opts.Checksum,
 		MaxDelete:    opts.MaxDelete,
 		ModifyWindow: opts.ModifyWindow,
-		Symlinks:     symlinks,
-		Filter:       filter,
-		Incomplete:   len(scanProblems)+len(listProblems) > 0,
-		IgnoreModes:  !chmod,
+		DryRun:       opts.DryRun,
+		Logger:       opts.Logger,
+		Targets: []FanOutTarget{{
+			Target: opts.Target,
+			Exec:   opts.Exec,
+			Logger: opts.Logger,
+			State:  opts.State,
+		}},
 	})
-
-	for _, p := range plan.Skipped {
-		log.Warn("skipped", "path", p.Path, "reason", p.Err)
+	if len(res) == 0 {
+		return Report{}, err
 	}
-	var rep Report
-	if opts.DryRun {
-		rep = Report{Plan: plan, Skipped: plan.Skipped, DeletesRefused: plan.DeletesRefused}
-	} else {
-		exec := opts.Exec
-		exec.Partials = partials
-		if opts.State != nil {
-			rep = opts.State.execute(ctx, plan, opts.Source, opts.Target, exec,
-				MoveOptions{ModifyWindow: opts.ModifyWindow, IgnoreModes: !chmod})
-		} else {
-			rep = Execute(ctx, plan, opts.Source, opts.Target, exec)
-		}
+	r := res[0]
+	if r.Err != nil && r.Err != r.Report.Err {
+		// The run stopped before its plan was executed.
+		return Report{}, r.Err
 	}
-	rep.Problems = append(append(append([]Problem(nil), scanProblems...), listProblems...), rep.Problems...)
-	rep.Skipped = append(special, rep.Skipped...)
-	for _, e := range src {
-		if e.IsRegular() {
-			rep.SourceFiles++
-			rep.SourceBytes += e.Size
-		}
-	}
-	rep.Duration = time.Since(start)
-	return rep, rep.Err
+	return r.Report, r.Err
 }
 
 // checkSourceRoot refuses a source root that is missing, not a directory or
