@@ -39,6 +39,13 @@ type JobTarget struct {
 	// Exec, when set, replaces JobOptions.Exec for this target (its own
 	// transfers, retries and bandwidth limit).
 	Exec *ExecOptions
+	// State, when set, keeps what this target holds between runs (see
+	// StateSync): the first full sync plans from it without listing the
+	// target when it is trusted, every change the job makes is recorded as
+	// it lands, and the target is listed again, repairing drift, once its
+	// last full listing is older than State.RescanEvery. Each target needs
+	// its own; the Job does not close its store.
+	State *StateSync
 }
 
 // JobOptions describe a long-running job: one source, several targets.

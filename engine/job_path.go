@@ -283,7 +283,11 @@ func (r *runner) move(ctx context.Context, it *item) (bool, error) {
 	if err := r.ensureDir(ctx, parentOf(it.path)); err != nil {
 		return false, err
 	}
-	if err := r.target.Rename(ctx, it.from, it.path); err != nil {
+	r.begin(it.from, it.path)
+	w := r.writer()
+	err = w.Rename(ctx, it.from, it.path)
+	r.recorded(w)
+	if err != nil {
 		if backends.IsUnsupported(err) {
 			return false, nil
 		}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 	"sync"
+	"time"
 
 	"github.com/ferrysync/ferry/backends"
 )
@@ -22,11 +23,13 @@ type runner struct {
 	br       *breaker
 	popts    PlanOptions
 	execOpts ExecOptions // for each run of operations against this target
+	state    *StateSync  // nil: no state kept
 
-	mu     sync.Mutex
-	st     TargetStatus
-	known  map[string]bool // directories known to exist on the target
-	synced bool
+	mu       sync.Mutex
+	st       TargetStatus
+	known    map[string]bool // directories known to exist on the target
+	synced   bool
+	listedAt time.Time // the state's last full listing (state only)
 }
 
 func newRunner(j *Job, name string, t JobTarget) *runner {
@@ -47,6 +50,7 @@ func newRunner(j *Job, name string, t JobTarget) *runner {
 		j:        j,
 		name:     name,
 		target:   b,
+		state:    t.State,
 		log:      j.log.With("target", name),
 		q:        newQueue(),
 		br:       newBreaker(j.opts.BreakAfter),
@@ -82,6 +86,10 @@ func (r *runner) run(ctx context.Context) {
 		wg.Go(func() { r.work(ctx) })
 	}
 	wg.Go(func() { r.probe(ctx) })
+	if r.state != nil {
+		wg.Go(func() { r.flushState(ctx) })
+		wg.Go(func() { r.relist(ctx) })
+	}
 	wg.Wait()
 }
 
@@ -222,15 +230,31 @@ func (r *runner) process(ctx context.Context, it *item) error {
 // errGoneWait asks for an item to be looked at again after DeleteDelay.
 var errGoneWait = errors.New("path gone from the source: waiting before deleting it")
 
-// exec runs a plan and turns its report into one error.
+// exec runs the plan of one change and turns its report into one error.
+// With a state, the paths it touches are marked in flight first and every
+// operation is recorded as it lands.
 func (r *runner) exec(ctx context.Context, plan Plan, partials []backends.FileInfo) error {
 	if len(plan.Ops) == 0 && len(partials) == 0 {
 		return nil
 	}
+	paths := make([]string, len(plan.Ops))
+	for i, op := range plan.Ops {
+		paths[i] = op.Path
+	}
+	r.begin(paths...)
+	w := r.writer()
+	defer r.recorded(w)
+	return r.execWith(ctx, plan, partials, func(opts ExecOptions) Report {
+		return Execute(ctx, plan, r.j.source, w, opts)
+	})
+}
+
+// execWith runs a plan through run and turns its report into one error.
+func (r *runner) execWith(ctx context.Context, plan Plan, partials []backends.FileInfo, run func(ExecOptions) Report) error {
 	opts := r.execOpts
 	opts.Partials = partials
 	opts.Logger = r.log
-	rep := Execute(ctx, plan, r.j.source, r.target, opts)
+	rep := run(opts)
 	r.mu.Lock()
 	r.st.Uploaded += rep.Uploaded
 	r.st.UploadedBytes += rep.UploadedBytes
@@ -286,7 +310,14 @@ func (r *runner) full(ctx context.Context, it *item) error {
 			return backends.Permanent(fmt.Errorf("scan source: %w", err))
 		}
 	}
-	dst, partials, listProblems, err := ListTarget(ctx, r.target, r.j.filter, r.log)
+	list := ListTarget
+	if r.state != nil {
+		list = r.state.list
+	}
+	dst, partials, listProblems, err := list(ctx, r.target, r.j.filter, r.log)
+	if r.state != nil && err == nil {
+		r.listed()
+	}
 	switch {
 	case errors.Is(err, backends.ErrNotExist):
 		dst, partials = nil, nil
@@ -299,7 +330,11 @@ func (r *runner) full(ctx context.Context, it *item) error {
 	popts := r.popts
 	popts.Incomplete = Incomplete(scanProblems) || len(listProblems) > 0
 	plan := MakePlan(src, dst, popts)
-	err = r.exec(ctx, plan, partials)
+	if r.state != nil {
+		err = r.fullWithState(ctx, plan, partials)
+	} else {
+		err = r.exec(ctx, plan, partials)
+	}
 	if err == nil {
 		r.mu.Lock()
 		for _, e := range src {
@@ -327,7 +362,11 @@ func (r *runner) ensureDir(ctx context.Context, dir string) error {
 	if ok {
 		return nil
 	}
-	if err := r.target.Mkdir(ctx, dir); err != nil {
+	r.begin(dir)
+	w := r.writer()
+	err := w.Mkdir(ctx, dir)
+	r.recorded(w)
+	if err != nil {
 		return fmt.Errorf("mkdir %s: %w", dir, err)
 	}
 	r.mu.Lock()
