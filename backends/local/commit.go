@@ -5,10 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
+
+	"golang.org/x/sys/unix"
 )
 
 // Group commit.
@@ -49,22 +50,28 @@ import (
 
 // commitReq is one change waiting to be made durable.
 type commitReq struct {
-	data  *os.File     // file whose data must be durable before op runs; nil if none
-	dirs  []dirRef     // directories whose entries op changes
+	data  *syncRef     // file whose data must be durable before op runs; nil if none
+	dirs  []syncRef    // directories whose entries op changes
 	op    func() error // the publishing step (a rename); nil if already done
 	done  chan error   // receives the outcome once; buffered
 	taken bool         // guarded by committer.mu: the leader has it
 }
 
-// dirRef is an open directory and its path, so that a round syncs each
-// directory once.
-type dirRef struct {
-	f   *os.File
+// syncRef is an open descriptor to make durable: a partial file or a
+// directory. dev is the filesystem it lives on (a file lives on its
+// directory's), so that a round syncs each filesystem once without asking;
+// key is a directory's backend path, so that a round syncs it once.
+type syncRef struct {
+	fd  int
+	dev uint64
 	key string
 }
 
+// dirRef returns what a commit round needs of h.
+func dirRef(h *dirHandle) syncRef { return syncRef{fd: h.fd, dev: h.dev, key: h.key} }
+
 // syncFunc makes durable the data of files and the entries of dirs.
-type syncFunc func(files, dirs []*os.File) error
+type syncFunc func(files, dirs []syncRef) error
 
 type committer struct {
 	log *slog.Logger
@@ -88,7 +95,7 @@ func newCommitter(log *slog.Logger, sync syncFunc) *committer {
 // sync's, or ctx's error if ctx is cancelled before the leader takes the
 // request, in which case op never runs. With a nil op (the change was made
 // by the caller) it only waits for the next sync of dirs.
-func (c *committer) do(ctx context.Context, data *os.File, dirs []dirRef, op func() error) error {
+func (c *committer) do(ctx context.Context, data *syncRef, dirs []syncRef, op func() error) error {
 	r := &commitReq{data: data, dirs: dirs, op: op, done: make(chan error, 1)}
 	c.mu.Lock()
 	c.queue = append(c.queue, r)
@@ -135,13 +142,13 @@ func (c *committer) lead() {
 		// This round makes durable the data of the batch's partials and the
 		// directories changed by the last round's renames and by changes
 		// their callers already made.
-		var files, dirs []*os.File
+		var files, dirs []syncRef
 		seen := make(map[string]bool)
 		addDir := func(r *commitReq) {
 			for _, d := range r.dirs {
 				if !seen[d.key] {
 					seen[d.key] = true
-					dirs = append(dirs, d.f)
+					dirs = append(dirs, d)
 				}
 			}
 		}
@@ -149,7 +156,7 @@ func (c *committer) lead() {
 			if r.op == nil {
 				addDir(r)
 			} else if r.data != nil {
-				files = append(files, r.data)
+				files = append(files, *r.data)
 			}
 		}
 		for _, r := range applied {
@@ -184,7 +191,7 @@ func (c *committer) lead() {
 // fsyncEach fsyncs every file and directory, many at once: concurrent
 // fsyncs on one filesystem share its journal commits, and unlike a whole
 // filesystem sync they do not wait for data that other programs wrote.
-func fsyncEach(files, dirs []*os.File) error {
+func fsyncEach(files, dirs []syncRef) error {
 	all := append(slices.Clip(files), dirs...)
 	var (
 		next atomic.Int64
@@ -199,7 +206,7 @@ func fsyncEach(files, dirs []*os.File) error {
 				if i >= len(all) {
 					return
 				}
-				if err := all[i].Sync(); err != nil {
+				if err := fsync(all[i].fd); err != nil {
 					mu.Lock()
 					errs = append(errs, err)
 					mu.Unlock()
@@ -209,4 +216,13 @@ func fsyncEach(files, dirs []*os.File) error {
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// fsync retries on EINTR.
+func fsync(fd int) error {
+	for {
+		if err := unix.Fsync(fd); err != unix.EINTR {
+			return err
+		}
+	}
 }

@@ -41,6 +41,7 @@ type Backend struct {
 	opts   Options
 	log    *slog.Logger
 	commit *committer // nil with NoFsync
+	dirs   *dirCache
 	closed atomic.Bool
 }
 
@@ -60,11 +61,16 @@ func New(root string, opts Options) (*Backend, error) {
 		return nil, fmt.Errorf("local target %s: %w", root, classify(err))
 	}
 	captureEscapeErr(r)
+	dirs, err := newDirCache(r)
+	if err != nil {
+		r.Close()
+		return nil, fmt.Errorf("local target %s: %w", root, classify(err))
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	b := &Backend{root: r, name: root, opts: opts, log: log.With("target", root)}
+	b := &Backend{root: r, name: root, opts: opts, log: log.With("target", root), dirs: dirs}
 	if !opts.NoFsync {
 		b.commit = newCommitter(b.log, syncFilesystems)
 	}
@@ -232,22 +238,24 @@ func (b *Backend) publish(ctx context.Context, opName string, op func() error, c
 	if err := op(); err != nil || b.commit == nil {
 		return err
 	}
-	var dirs []dirRef
+	var handles []*dirHandle
 	defer func() {
-		for _, d := range dirs {
-			d.f.Close()
+		for _, h := range handles {
+			b.dirs.release(h)
 		}
 	}()
+	var dirs []syncRef
 	for _, p := range changed {
 		dir, _ := backends.Split(p)
-		if slices.ContainsFunc(dirs, func(d dirRef) bool { return d.key == dir }) {
+		if slices.ContainsFunc(dirs, func(d syncRef) bool { return d.key == dir }) {
 			continue
 		}
-		f, err := b.root.Open(rel(dir))
+		h, err := b.dirs.get(dir)
 		if err != nil {
 			return wrap(opName, p, err)
 		}
-		dirs = append(dirs, dirRef{f, dir})
+		handles = append(handles, h)
+		dirs = append(dirs, dirRef(h))
 	}
 	if err := b.commit.do(ctx, nil, dirs, nil); err != nil {
 		return fmt.Errorf("%s %s: %w", opName, changed[0], err)
@@ -276,20 +284,12 @@ func (b *Backend) atParent(path string, fn func(dirfd int, name string) error) e
 	if path == "" {
 		dir, name = "", "."
 	}
-	d, err := b.root.Open(rel(dir))
+	d, err := b.dirs.get(dir)
 	if err != nil {
 		return err
 	}
-	defer d.Close()
-	rc, err := d.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var ferr error
-	if err := rc.Control(func(fd uintptr) { ferr = fn(int(fd), name) }); err != nil {
-		return err
-	}
-	return ferr
+	defer b.dirs.release(d)
+	return fn(d.fd, name)
 }
 
 // Open reads the regular file at path from offset on (a symlink inside the
@@ -407,6 +407,7 @@ func (b *Backend) Close() error {
 	if b.closed.Swap(true) {
 		return errClosed
 	}
+	b.dirs.close()
 	return b.root.Close()
 }
 

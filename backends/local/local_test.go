@@ -147,7 +147,7 @@ func TestBusyPartialIsRetryable(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if err := lock(f); err != nil {
+	if err := lock(int(f.Fd())); err != nil {
 		t.Fatal(err)
 	}
 	_, err = b.Upload(t.Context(), "f", src)

@@ -2,8 +2,6 @@ package local
 
 import (
 	"errors"
-	"os"
-	"slices"
 	"time"
 	"unsafe"
 
@@ -14,52 +12,46 @@ import (
 // files and dirs. syncfs flushes every dirty page and inode of the
 // filesystem and commits its journal once, so it stands for one fsync per
 // file and directory (see commit.go for why it is preferred to those).
-func syncFilesystems(files, dirs []*os.File) error {
-	fds := append(slices.Clip(files), dirs...)
-	seen := make(map[uint64]bool, 1)
+func syncFilesystems(files, dirs []syncRef) error {
+	var seen [4]uint64 // a target is nearly always one filesystem
+	done := seen[:0]
 	var errs []error
-	for _, f := range fds {
-		rc, err := f.SyscallConn()
-		if err != nil {
-			errs = append(errs, err)
-			continue
+	for _, list := range [][]syncRef{files, dirs} {
+		for _, r := range list {
+			dup := false
+			for _, d := range done {
+				dup = dup || d == r.dev
+			}
+			if dup {
+				continue
+			}
+			done = append(done, r.dev)
+			for {
+				err := unix.Syncfs(r.fd)
+				if err != unix.EINTR {
+					errs = append(errs, err)
+					break
+				}
+			}
 		}
-		var serr error
-		cerr := rc.Control(func(fd uintptr) {
-			var st unix.Stat_t
-			if serr = unix.Fstat(int(fd), &st); serr != nil {
-				return
-			}
-			if seen[st.Dev] {
-				return
-			}
-			seen[st.Dev] = true
-			serr = unix.Syncfs(int(fd))
-		})
-		errs = append(errs, cerr, serr)
 	}
 	return errors.Join(errs...)
 }
 
-// setFileTimes sets f's mtime with nanoseconds through its descriptor
+// setFileTimes sets the mtime of the open file fd with nanoseconds
 // (utimensat with a NULL path), leaving atime alone.
-func setFileTimes(f *os.File, _ func() error, mtime time.Time) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
+func setFileTimes(fd int, _ func() error, mtime time.Time) error {
 	ts := [2]unix.Timespec{{Nsec: unix.UTIME_OMIT}, timespec(mtime)}
-	var serr error
-	cerr := rc.Control(func(fd uintptr) {
-		_, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, fd, 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
-		if e != 0 {
-			serr = e
+	for {
+		_, _, e := unix.Syscall6(unix.SYS_UTIMENSAT, uintptr(fd), 0, uintptr(unsafe.Pointer(&ts[0])), 0, 0, 0)
+		switch e {
+		case 0:
+			return nil
+		case unix.EINTR:
+			continue
 		}
-	})
-	if cerr != nil {
-		return cerr
+		return e
 	}
-	return serr
 }
 
 // setTimesAt sets the mtime of name in dirfd, not following a symlink,
@@ -69,10 +61,8 @@ func setTimesAt(dirfd int, name string, mtime time.Time) error {
 	return unix.UtimesNanoAt(dirfd, name, ts, unix.AT_SYMLINK_NOFOLLOW)
 }
 
-// startWriteback asks the kernel to start writing f[off:off+n] to disk
+// startWriteback asks the kernel to start writing fd[off:off+n] to disk
 // without waiting for it. It is only a hint: errors show up at fsync.
-func startWriteback(f *os.File, off, n int64) {
-	if rc, err := f.SyscallConn(); err == nil {
-		rc.Control(func(fd uintptr) { unix.SyncFileRange(int(fd), off, n, unix.SYNC_FILE_RANGE_WRITE) })
-	}
+func startWriteback(fd int, off, n int64) {
+	unix.SyncFileRange(fd, off, n, unix.SYNC_FILE_RANGE_WRITE)
 }

@@ -3,7 +3,6 @@
 package local
 
 import (
-	"os"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -11,11 +10,11 @@ import (
 
 // syncFilesystems fsyncs each file and directory where syncfs(2), which is
 // Linux-only, does not exist.
-func syncFilesystems(files, dirs []*os.File) error { return fsyncEach(files, dirs) }
+func syncFilesystems(files, dirs []syncRef) error { return fsyncEach(files, dirs) }
 
 // setFileTimes uses the path-based fallback where utimensat cannot take a
 // descriptor alone.
-func setFileTimes(_ *os.File, byName func() error, _ time.Time) error {
+func setFileTimes(_ int, byName func() error, _ time.Time) error {
 	return byName()
 }
 
@@ -27,4 +26,4 @@ func setTimesAt(dirfd int, name string, mtime time.Time) error {
 }
 
 // startWriteback is a no-op where sync_file_range(2) does not exist.
-func startWriteback(*os.File, int64, int64) {}
+func startWriteback(int, int64, int64) {}

@@ -61,18 +61,31 @@ func (b *Backend) Upload(ctx context.Context, path string, src backends.Source) 
 	}
 	part := backends.PartialName(path, size, src.ModTime())
 	// Work inside the parent directory: every later call then names one
-	// element, which spares os.Root a walk from the top each time.
+	// element of a directory opened inside the root (see dircache.go).
 	dir, base := backends.Split(path)
 	_, partBase := backends.Split(part)
-	r := b.root
-	if dir != "" {
-		var err error
-		if r, err = b.root.OpenRoot(dir); err != nil {
+	d, err := b.dirs.get(dir)
+	if err != nil {
+		return res, fmt.Errorf("upload %s: %w", path, classify(err))
+	}
+	defer func() {
+		if d != nil {
+			b.dirs.release(d)
+		}
+	}()
+	f, resumed, err := b.openPartial(d, partBase, src, size)
+	if errors.Is(err, fs.ErrNotExist) {
+		// The directory was removed after the cache looked at it (the
+		// kernel refuses new entries in a removed directory): look it up
+		// again, once.
+		b.dirs.drop(d)
+		b.dirs.release(d)
+		if d, err = b.dirs.get(dir); err != nil {
+			d = nil
 			return res, fmt.Errorf("upload %s: %w", path, classify(err))
 		}
-		defer r.Close()
+		f, resumed, err = b.openPartial(d, partBase, src, size)
 	}
-	f, resumed, err := b.openPartial(r, partBase, src, size)
 	if err != nil {
 		return res, b.fail(path, part, err)
 	}
@@ -82,16 +95,17 @@ func (b *Backend) Upload(ctx context.Context, path string, src backends.Source) 
 		err = src.Check()
 	}
 	if err == nil {
-		err = b.seal(r, f, partBase, src)
+		err = b.seal(d, f, partBase, src, resumed > 0)
 	}
 	if err != nil {
-		f.Close()
+		closeFd(f)
 		return res, b.fail(path, part, err)
 	}
 	rename := func() error {
-		err := r.Rename(partBase, base)
+		err := renameat(d.fd, partBase, base)
 		if err != nil {
-			if fi, lerr := r.Lstat(base); lerr == nil && fi.IsDir() {
+			var st unix.Stat_t
+			if lerr := unix.Fstatat(d.fd, base, &st, unix.AT_SYMLINK_NOFOLLOW); lerr == nil && st.Mode&unix.S_IFMT == unix.S_IFDIR {
 				return backends.Permanent(fmt.Errorf("a directory is in the way: %w", err))
 			}
 		}
@@ -100,9 +114,10 @@ func (b *Backend) Upload(ctx context.Context, path string, src backends.Source) 
 	if b.commit == nil {
 		err = rename()
 	} else {
-		err = b.commitUpload(ctx, r, dir, f, rename)
+		data := syncRef{fd: f, dev: d.dev}
+		err = b.commit.do(ctx, &data, []syncRef{dirRef(d)}, rename)
 	}
-	f.Close()
+	closeFd(f)
 	if err != nil {
 		return res, b.fail(path, part, err)
 	}
@@ -110,16 +125,23 @@ func (b *Backend) Upload(ctx context.Context, path string, src backends.Source) 
 	return res, nil
 }
 
-// commitUpload hands the rename to the commit rounds, with the directory
-// whose entry it changes.
-func (b *Backend) commitUpload(ctx context.Context, r *os.Root, dir string, f *os.File, rename func() error) error {
-	d, err := r.Open(".")
-	if err != nil {
-		return err
+// renameat renames old to new inside the directory dirfd, replacing a
+// file or link at new (never following it).
+func renameat(dirfd int, old, new string) error {
+	for {
+		err := unix.Renameat(dirfd, old, dirfd, new)
+		if err != unix.EINTR {
+			if err != nil {
+				return &os.LinkError{Op: "rename", Old: old, New: new, Err: err}
+			}
+			return nil
+		}
 	}
-	defer d.Close()
-	return b.commit.do(ctx, f, []dirRef{{d, dir}}, rename)
 }
+
+// closeFd closes a descriptor this package opened. Errors are of no use:
+// the data was written with pwrite, whose errors were seen.
+func closeFd(fd int) { unix.Close(fd) }
 
 // fail classifies err, removes the partial when the next attempt cannot use
 // it, and wraps the error with the path.
@@ -135,83 +157,145 @@ func (b *Backend) fail(path, part string, err error) error {
 	return fmt.Errorf("upload %s: %w", path, err)
 }
 
+// partialFlags open a partial for writing; O_NOFOLLOW refuses a link
+// planted under its name.
+const partialFlags = unix.O_RDWR | unix.O_NOFOLLOW | unix.O_CLOEXEC
+
+// openat opens name in the directory d, retrying on EINTR.
+func openat(d *dirHandle, name string, flags int, mode uint32) (int, error) {
+	for {
+		fd, err := unix.Openat(d.fd, name, flags, mode)
+		if err != unix.EINTR {
+			if err != nil {
+				return -1, &fs.PathError{Op: "open", Path: name, Err: err}
+			}
+			return fd, nil
+		}
+	}
+}
+
 // openPartial opens the partial file for writing, locked against other
-// uploads, and returns how many of its leading bytes are kept. A new partial
-// is created 0600, so that nobody reads a file that is not yet published.
-func (b *Backend) openPartial(r *os.Root, part string, src backends.Source, size int64) (*os.File, int64, error) {
-	f, err := r.OpenFile(part, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+// uploads, and returns its descriptor and how many of its leading bytes are
+// kept. A new partial is created 0600, so that nobody reads a file that is
+// not yet published.
+func (b *Backend) openPartial(d *dirHandle, part string, src backends.Source, size int64) (int, int64, error) {
+	fd, err := openat(d, part, partialFlags|unix.O_CREAT|unix.O_EXCL, 0o600)
 	if err == nil {
-		return f, 0, lock(f)
+		return fd, 0, lock(fd)
 	}
 	if !errors.Is(err, fs.ErrExist) {
-		return nil, 0, err
+		return -1, 0, err
 	}
 	// Left by an earlier attempt. Our partial is a regular file; anything
 	// else under its name is removed rather than followed.
-	if fi, err := r.Lstat(part); err == nil && !fi.Mode().IsRegular() {
-		if err := r.Remove(part); err != nil {
-			return nil, 0, err
+	var st unix.Stat_t
+	if err := unix.Fstatat(d.fd, part, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil && st.Mode&unix.S_IFMT != unix.S_IFREG {
+		flags := 0
+		if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+			flags = unix.AT_REMOVEDIR
 		}
-		return b.openPartial(r, part, src, size)
+		if err := unix.Unlinkat(d.fd, part, flags); err != nil {
+			return -1, 0, &fs.PathError{Op: "remove", Path: part, Err: err}
+		}
+		return b.openPartial(d, part, src, size)
 	}
-	f, err = r.OpenFile(part, os.O_RDWR, 0)
+	fd, err = openat(d, part, partialFlags, 0)
 	if errors.Is(err, fs.ErrPermission) {
 		// A failed commit can leave the final, read-only mode on it.
-		if cerr := r.Chmod(part, 0o600); cerr == nil {
-			f, err = r.OpenFile(part, os.O_RDWR, 0)
+		if cerr := unix.Fchmodat(d.fd, part, 0o600, 0); cerr == nil {
+			fd, err = openat(d, part, partialFlags, 0)
 		}
 	}
 	if err != nil {
-		return nil, 0, err
+		return -1, 0, err
 	}
-	keep, err := b.resume(f, src, size)
+	keep, err := b.resume(fd, part, src, size)
 	if err != nil {
-		f.Close()
-		return nil, 0, err
+		closeFd(fd)
+		return -1, 0, err
 	}
-	return f, keep, nil
+	return fd, keep, nil
 }
 
-func (b *Backend) resume(f *os.File, src backends.Source, size int64) (int64, error) {
-	if err := lock(f); err != nil {
+func (b *Backend) resume(fd int, part string, src backends.Source, size int64) (int64, error) {
+	if err := lock(fd); err != nil {
 		return 0, err
 	}
-	fi, err := f.Stat()
+	var st unix.Stat_t
+	if err := fstat(fd, &st); err != nil {
+		return 0, err
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return 0, backends.Permanent(fmt.Errorf("partial %s is not a regular file", part))
+	}
+	keep, err := backends.ResumeOffset(fdReader(fd), st.Size, src, size, resumeWindow)
 	if err != nil {
 		return 0, err
 	}
-	keep, err := backends.ResumeOffset(f, fi.Size(), src, size, resumeWindow)
-	if err != nil {
-		return 0, err
-	}
-	if keep != fi.Size() {
-		if err := f.Truncate(keep); err != nil {
+	if keep != st.Size {
+		if err := unix.Ftruncate(fd, keep); err != nil {
 			return 0, err
 		}
 	}
-	b.log.Debug("resuming partial upload", "partial", f.Name(), "had", fi.Size(), "kept", keep)
-	return keep, f.Chmod(0o600)
+	b.log.Debug("resuming partial upload", "partial", part, "had", st.Size, "kept", keep)
+	return keep, unix.Fchmod(fd, 0o600)
 }
 
-// lock takes an exclusive, non-blocking flock on f; it is released when f
-// is closed, also when the process dies.
-func lock(f *os.File) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
+// fdReader reads an open descriptor at offsets.
+type fdReader int
+
+func (r fdReader) ReadAt(p []byte, off int64) (int, error) {
+	var n int
+	for n < len(p) {
+		m, err := unix.Pread(int(r), p[n:], off+int64(n))
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return n, err
+		case m == 0:
+			return n, io.EOF
+		}
+		n += m
 	}
-	var lerr error
-	if err := rc.Control(func(fd uintptr) { lerr = unix.Flock(int(fd), unix.LOCK_EX|unix.LOCK_NB) }); err != nil {
-		return err
+	return n, nil
+}
+
+// pwriteAll writes all of p at off.
+func pwriteAll(fd int, p []byte, off int64) error {
+	for len(p) > 0 {
+		n, err := unix.Pwrite(fd, p, off)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err != nil:
+			return err
+		case n == 0:
+			return io.ErrShortWrite
+		}
+		p = p[n:]
+		off += int64(n)
 	}
-	if errors.Is(lerr, syscall.EWOULDBLOCK) {
-		f.Close()
+	return nil
+}
+
+// lock takes an exclusive, non-blocking flock on fd; it is released when fd
+// is closed, also when the process dies. On failure fd is closed.
+func lock(fd int) error {
+	var err error
+	for {
+		if err = unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != unix.EINTR {
+			break
+		}
+	}
+	if err == nil {
+		return nil
+	}
+	closeFd(fd)
+	if errors.Is(err, syscall.EWOULDBLOCK) {
 		return backends.Retryable(errBusy)
 	}
-	if lerr != nil {
-		f.Close()
-	}
-	return lerr
+	return err
 }
 
 // writebackEvery is how much a durable upload writes before it asks the
@@ -219,18 +303,28 @@ func lock(f *os.File) error {
 // to do instead of the whole file.
 const writebackEvery = 8 << 20
 
-// copyChunks copies src[off:size] into f at the same offsets. A source that
-// ends early is an ErrSourceChanged. With early set, written data is handed
-// to the disk as the copy goes on.
-func copyChunks(ctx context.Context, f *os.File, src backends.Source, off, size int64, early bool) (int64, error) {
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	buf := *bp
+// copyChunks copies src[off:size] into fd at the same offsets. A source
+// that ends early is an ErrSourceChanged. With early set, written data is
+// handed to the disk as the copy goes on.
+func copyChunks(ctx context.Context, fd int, src backends.Source, off, size int64, early bool) (int64, error) {
+	if off >= size {
+		return 0, nil
+	}
+	// A small file is read into a buffer of its own size: a pooled 1 MiB
+	// buffer would be dirtied and zeroed for a few KiB.
+	var buf []byte
+	if size-off <= smallCopy {
+		buf = make([]byte, size-off)
+	} else {
+		bp := bufPool.Get().(*[]byte)
+		defer bufPool.Put(bp)
+		buf = *bp
+	}
 	var sent int64
 	flushed := off
 	for off < size {
 		if early && off-flushed >= writebackEvery {
-			startWriteback(f, flushed, off-flushed)
+			startWriteback(fd, flushed, off-flushed)
 			flushed = off
 		}
 		if err := ctx.Err(); err != nil {
@@ -239,7 +333,7 @@ func copyChunks(ctx context.Context, f *os.File, src backends.Source, off, size 
 		n := min(int64(len(buf)), size-off)
 		got, rerr := src.ReadAt(buf[:n], off)
 		if got > 0 {
-			if _, err := f.WriteAt(buf[:got], off); err != nil {
+			if err := pwriteAll(fd, buf[:got], off); err != nil {
 				return sent, err
 			}
 			off += int64(got)
@@ -255,21 +349,30 @@ func copyChunks(ctx context.Context, f *os.File, src backends.Source, off, size 
 	return sent, nil
 }
 
-// seal gives the written partial src's mode and mtime and checks its size.
-func (b *Backend) seal(r *os.Root, f *os.File, part string, src backends.Source) error {
-	fi, err := f.Stat()
-	if err != nil {
+// smallCopy is the largest copy that gets a buffer of its own size.
+const smallCopy = 64 << 10
+
+// seal gives the written partial src's mode and mtime. A resumed partial,
+// which another writer could have touched before the lock was taken, has
+// its size checked too; a new one was created here and written in full.
+func (b *Backend) seal(d *dirHandle, fd int, part string, src backends.Source, resumed bool) error {
+	if resumed {
+		var st unix.Stat_t
+		if err := fstat(fd, &st); err != nil {
+			return err
+		}
+		if st.Size != src.Size() {
+			return fmt.Errorf("partial %s has %d bytes, want %d", part, st.Size, src.Size())
+		}
+	}
+	if err := unix.Fchmod(fd, uint32(src.Mode().Perm())); err != nil {
 		return err
 	}
-	if fi.Size() != src.Size() {
-		// Someone else changed the partial under us.
-		return fmt.Errorf("partial %s has %d bytes, want %d", part, fi.Size(), src.Size())
+	byName := func() error {
+		ts := timespec(src.ModTime())
+		return unix.UtimesNanoAt(d.fd, part, []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW)
 	}
-	if err := f.Chmod(src.Mode().Perm()); err != nil {
-		return err
-	}
-	byName := func() error { return r.Chtimes(part, src.ModTime(), src.ModTime()) }
-	return setFileTimes(f, byName, src.ModTime())
+	return setFileTimes(fd, byName, src.ModTime())
 }
 
 // timespec converts t without the overflow of UnixNano outside 1678..2262.
