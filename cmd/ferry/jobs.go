@@ -259,13 +259,29 @@ type jobResult struct {
 }
 
 // runJobOnce runs one job over all its targets and records it in m.
-func runJobOnce(ctx context.Context, j *config.Job, base *slog.Logger, m *engine.Metrics) jobResult {
+func runJobOnce(ctx context.Context, j *config.Job, base *slog.Logger, m *engine.Metrics, s stateSettings) jobResult {
 	if m != nil {
 		for _, t := range j.Targets {
 			m.Started(j.Name, t.Name)
 		}
 	}
-	res, err := engine.SyncTargets(ctx, fanOut(j, base, m, nil))
+	o := fanOut(j, base, m, nil)
+	for i, t := range j.Targets {
+		ss, st, err := openTargetState(s, j, t, o.Targets[i].Logger)
+		switch {
+		case err != nil:
+			o.Targets[i].Open = func(context.Context) (backends.Backend, error) { return nil, err }
+		case st != nil:
+			defer st.Close()
+			o.Targets[i].State = ss
+		}
+	}
+	res, err := engine.SyncTargets(ctx, o)
+	for i, r := range res {
+		if ss := o.Targets[i].State; ss != nil && r.Err == nil {
+			logStateStats(o.Targets[i].Logger, ss.Stats)
+		}
+	}
 	if err != nil && ctx.Err() == nil {
 		base.Error("job failed", "job", j.Name, "err", err)
 	}

@@ -19,7 +19,7 @@ var statusEvery = 2 * time.Second
 // ends: one watcher and one scan for the source, a queue, retries and a
 // circuit breaker per target. A target that is down at the start is opened
 // again by its prober until it answers.
-func runWatchJob(ctx context.Context, j *config.Job, base *slog.Logger, m *engine.Metrics) error {
+func runWatchJob(ctx context.Context, j *config.Job, base *slog.Logger, m *engine.Metrics, s stateSettings) error {
 	log := base.With("job", j.Name)
 	opts := engine.JobOptions{
 		Source:   j.Source,
@@ -46,6 +46,14 @@ func runWatchJob(ctx context.Context, j *config.Job, base *slog.Logger, m *engin
 		}
 		exec := execOptions(t)
 		jt := engine.JobTarget{Name: t.Name, Backend: b, ModifyWindow: modifyWindow(t), Exec: &exec}
+		ss, st, err := openTargetState(s, j, t, tlog)
+		if err != nil {
+			return err
+		}
+		if st != nil {
+			defer st.Close()
+			jt.State = ss
+		}
 		if t.Type == config.Local {
 			jt.LocalPath = t.Path
 		}

@@ -26,7 +26,7 @@ import (
 
 func newRunCmd(g *globalOptions) *cobra.Command {
 	var path string
-	var once bool
+	var once, rescan bool
 	cmd := &cobra.Command{
 		Use:   "run -c FILE [--once]",
 		Short: "Run the jobs of a config file",
@@ -50,7 +50,7 @@ signal stops at once.`,
 			if f := cmd.Flag("log-format"); f != nil && f.Changed {
 				logFormat = g.logFormat
 			}
-			r := &runner{path: path, g: *g, logFormat: logFormat, stdout: cmd.OutOrStdout(), stderr: cmd.ErrOrStderr()}
+			r := &runner{path: path, g: *g, logFormat: logFormat, stdout: cmd.OutOrStdout(), stderr: cmd.ErrOrStderr(), rescan: rescan}
 			if once {
 				return r.once(cmd.Context())
 			}
@@ -59,6 +59,7 @@ signal stops at once.`,
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "", "the config `file` (ferry.yaml)")
 	cmd.Flags().BoolVar(&once, "once", false, "run every job one time, print a summary and exit")
+	cmd.Flags().BoolVar(&rescan, "rescan-target", false, "list every target in full on the first run of each job, even when its state is trusted, and repair drift")
 	return cmd
 }
 
@@ -77,6 +78,27 @@ type runner struct {
 	// exit stops the process on a second signal; tests replace it.
 	exit    func(code int)
 	signals int // SIGINT and SIGTERM received
+
+	rescan    bool // --rescan-target
+	rescanMu  sync.Mutex
+	rescanned map[string]bool // jobs whose first run has had the rescan
+}
+
+// states is where job j's run keeps its targets' state; --rescan-target
+// applies to the first run of each job in this process.
+func (r *runner) states(j *config.Job) stateSettings {
+	s := stateSettings{dir: r.cfg.StateDir}
+	if !r.rescan {
+		return s
+	}
+	r.rescanMu.Lock()
+	defer r.rescanMu.Unlock()
+	if r.rescanned == nil {
+		r.rescanned = map[string]bool{}
+	}
+	s.rescan = !r.rescanned[j.Name]
+	r.rescanned[j.Name] = true
+	return s
 }
 
 // load reads the config and prints every problem of it, one per line.
@@ -128,7 +150,7 @@ func (r *runner) once(ctx context.Context) error {
 	results := make([]jobResult, len(cfg.Jobs))
 	var wg sync.WaitGroup
 	for i, j := range cfg.Jobs {
-		wg.Go(func() { results[i] = runJobOnce(ctx, j, r.log, r.metrics) })
+		wg.Go(func() { results[i] = runJobOnce(ctx, j, r.log, r.metrics, r.states(j)) })
 	}
 	wg.Wait()
 	if !r.g.quiet {
@@ -369,10 +391,10 @@ func (r *runner) runJob(ctx context.Context, j *config.Job) {
 	switch jobKind(j) {
 	case "once":
 		r.plan(j, "once", time.Time{})
-		runJobOnce(ctx, j, r.log, r.metrics)
+		runJobOnce(ctx, j, r.log, r.metrics, r.states(j))
 	case "watch":
 		r.plan(j, "watch", time.Time{})
-		if err := runWatchJob(ctx, j, r.log, r.metrics); err != nil && ctx.Err() == nil {
+		if err := runWatchJob(ctx, j, r.log, r.metrics, r.states(j)); err != nil && ctx.Err() == nil {
 			r.log.Error("watch job ended", "job", j.Name, "err", err)
 		}
 	case "schedule":
@@ -402,7 +424,7 @@ func (r *runner) schedule(ctx context.Context, j *config.Job, now func() time.Ti
 			}
 		}
 		start := now()
-		runJobOnce(ctx, j, r.log, r.metrics)
+		runJobOnce(ctx, j, r.log, r.metrics, r.states(j))
 		if ctx.Err() != nil {
 			return
 		}

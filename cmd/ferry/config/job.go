@@ -18,7 +18,7 @@ import (
 var (
 	topKeys = []string{"state_dir", "metrics_addr", "log_format", "defaults", "jobs"}
 	jobKeys = []string{"name", "source", "mode", "watch", "schedule", "exclude", "checksum",
-		"max_delete", "backup_dir", "keep", "targets"}
+		"max_delete", "backup_dir", "keep", "state", "target_rescan_every", "targets"}
 )
 
 // hints for keys written one level off.
@@ -104,7 +104,7 @@ func (d *decoder) config(root *yaml.Node) *Config {
 }
 
 func (d *decoder) job(n *yaml.Node, prefix string, defaults targetSpec) *Job {
-	j := &Job{Mode: Mirror, MaxDelete: NoLimit, Line: posOf(resolve(n)).line}
+	j := &Job{Mode: Mirror, MaxDelete: NoLimit, State: true, TargetRescanEvery: DefaultTargetRescanEvery, Line: posOf(resolve(n)).line}
 	pairs, ok := d.mapping(n, prefix)
 	if !ok {
 		return nil
@@ -146,6 +146,15 @@ func (d *decoder) job(n *yaml.Node, prefix string, defaults targetSpec) *Job {
 			j.BackupDir, _ = d.backupDir(p.value, key)
 		case "keep":
 			j.Keep, _ = d.keep(p.value, key)
+		case "state":
+			var ok bool
+			if j.State, ok = d.boolean(p.value, key); !ok {
+				j.State = true // one error is enough: do not add target_rescan_every's
+			}
+		case "target_rescan_every":
+			if v, ok := d.duration(p.value, key); ok {
+				j.TargetRescanEvery = time.Duration(v)
+			}
 		case "targets":
 		default:
 			d.unknownKey(p, prefix, jobKeys, targetKeyHint)
@@ -155,6 +164,9 @@ func (d *decoder) job(n *yaml.Node, prefix string, defaults targetSpec) *Job {
 		if _, ok := has[req]; !ok {
 			d.errorf(n, prefix, "missing required key %q", req)
 		}
+	}
+	if p, ok := has["target_rescan_every"]; ok && !j.State {
+		d.errorf(p.key, join(prefix, "target_rescan_every"), "applies only with state: true (this job keeps no state)")
 	}
 	if p, ok := has["schedule"]; ok && j.Watch && !j.Schedule.IsZero() {
 		d.errorf(p.key, join(prefix, "schedule"), "cannot be used with watch: true (line %d): a watching job runs continuously", has["watch"].key.Line)

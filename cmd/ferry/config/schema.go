@@ -55,6 +55,14 @@ package config
 //	            keep the ten newest backup_dir/<timestamp> folders, one per
 //	            run that replaced or deleted something) or by age (30d,
 //	            720h: drop folders older than that) (default: keep all)
+//	state:      keep what each target holds in a state file under
+//	            state_dir (one per job and target), so a run plans without
+//	            listing the whole target and renames become moves on the
+//	            target (default true; false lists every target on every run)
+//	target_rescan_every: with state, list each target in full again once
+//	            its last full listing is older than this, repairing what
+//	            was changed on it behind ferry's back (default 1d; 0: never;
+//	            `ferry run --rescan-target` forces one)
 //	targets:    list of targets (at least one)
 //
 // A target (and the defaults block):
@@ -172,6 +180,7 @@ const (
 	DefaultRequestsInFlight   = sftp.DefaultRequestsInFlight
 	DefaultConnections        = sftp.DefaultConnections
 	DefaultBackupDir          = ".ferry-versions"
+	DefaultTargetRescanEvery  = 24 * time.Hour
 	maxChunkSize              = 255 << 10 // the SFTP target refuses larger requests
 )
 
@@ -196,8 +205,13 @@ type Job struct {
 	MaxDelete int    // NoLimit, or the cap (0 forbids deletes)
 	BackupDir string // set in backup mode only
 	Keep      Keep   // zero: keep every version
-	Targets   []*Target
-	Line      int // line of the job in the file, for messages at run time
+	// State keeps a state file per target; TargetRescanEvery is the age of
+	// the last full listing that makes a run list the target again (0:
+	// never).
+	State             bool
+	TargetRescanEvery time.Duration
+	Targets           []*Target
+	Line              int // line of the job in the file, for messages at run time
 
 	sourcePos position
 	sourceRaw string

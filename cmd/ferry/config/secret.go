@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/ferrysync/ferry/backends/sftp"
 )
@@ -118,6 +119,10 @@ func (c *Config) Describe(w io.Writer) {
 			p("backup_dir", j.BackupDir)
 			p("keep", describeKeep(j.Keep))
 		}
+		p("state", j.State)
+		if j.State {
+			p("target_rescan_every", describeEvery(j.TargetRescanEvery))
+		}
 		for _, t := range j.Targets {
 			t.describe(w)
 		}
@@ -191,4 +196,15 @@ func describeKeep(k Keep) string {
 		return "versions younger than " + k.Age.String()
 	}
 	return "all versions"
+}
+
+// describeEvery shows a period where 0 means never.
+func describeEvery(d time.Duration) string {
+	switch {
+	case d == 0:
+		return "never"
+	case d%(24*time.Hour) == 0:
+		return strconv.Itoa(int(d/(24*time.Hour))) + "d"
+	}
+	return d.String()
 }
