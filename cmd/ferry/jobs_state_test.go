@@ -234,3 +234,72 @@ func TestDaemonWatchJobRecordsItsChanges(t *testing.T) {
 	}
 	sameFiles(t, src, out)
 }
+
+func TestWatchCommandKeepsState(t *testing.T) {
+	src := site(t)
+	out := filepath.Join(t.TempDir(), "out")
+	stateDir := filepath.Join(t.TempDir(), "state")
+	watch := func(during func()) string {
+		t.Helper()
+		ctx, cancel := context.WithCancel(context.Background())
+		var stdout, stderr syncBuffer
+		done := make(chan int, 1)
+		go func() {
+			done <- run(ctx, []string{"-v", "watch", "--fsync=false", "--debounce=20ms", "--status-interval=50ms", "--state-dir", stateDir, src, out}, &stdout, &stderr)
+		}()
+		waitFor(t, "the first sync", 15*time.Second, func() bool { return strings.Contains(stderr.String(), "synced=true") })
+		during()
+		cancel()
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Errorf("watch exit %d after cancel\n%s", code, stderr.String())
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("watch did not stop")
+		}
+		return stderr.String()
+	}
+	log := watch(func() {
+		write(t, src, "later/new.txt", "watched")
+		waitFor(t, "the change", 15*time.Second, func() bool { return files(t, out)["later/new.txt"] == "watched" })
+	})
+	if !strings.Contains(log, "listing the target") {
+		t.Errorf("the first watch did not list the target:\n%s", log)
+	}
+	log = watch(func() {})
+	if !strings.Contains(log, "planning without a listing") || strings.Contains(log, "listing the target") {
+		t.Errorf("the restart did not plan from the state:\n%s", log)
+	}
+	if !strings.Contains(log, "msg=target") || !strings.Contains(log, " uploaded=0 ") {
+		t.Errorf("the restart copied files again:\n%s", log)
+	}
+	// ferry sync reads the same state: nothing to list, nothing to copy.
+	code, stdout, stderr := runFerry(t, "-v", "sync", "--state-dir", stateDir, src, out)
+	if code != exitOK || !strings.Contains(stderr, "planning without a listing") || !strings.Contains(stdout, "copied 0 files") {
+		t.Errorf("sync after watch: exit %d\n%s%s", code, stdout, stderr)
+	}
+}
+
+func TestSyncAndWatchShareTheirFlags(t *testing.T) {
+	shared := []string{"mode", "exclude", "transfers", "retries", "bwlimit", "fsync", "state", "state-dir",
+		"rescan-target", "target-rescan-every", "identity", "known-hosts", "s3-endpoint"}
+	g := &globalOptions{}
+	for _, cmd := range []string{"sync", "watch"} {
+		t.Run(cmd, func(t *testing.T) {
+			c := newSyncCmd(g)
+			if cmd == "watch" {
+				c = newWatchCmd(g)
+			}
+			for _, name := range shared {
+				if c.Flags().Lookup(name) == nil {
+					t.Errorf("ferry %s lacks --%s", cmd, name)
+				}
+			}
+		})
+	}
+	code, _, stderr := runFerry(t, "watch", "--target-rescan-every=-1h", t.TempDir(), t.TempDir())
+	if code != exitUsage || !strings.Contains(stderr, "--target-rescan-every") {
+		t.Errorf("a negative --target-rescan-every: exit %d\n%s", code, stderr)
+	}
+}

@@ -16,19 +16,11 @@ import (
 
 // syncFlags are the flags of `ferry sync`.
 type syncFlags struct {
-	mode      string
-	excludes  []string
+	copyFlags
 	checksum  bool
 	maxDelete int
-	transfers int
-	retries   int
-	bwlimit   string
-	fsync     bool
 	dryRun    bool
 	progress  bool
-	ssh       sshFlags
-	state     stateFlags
-	s3        s3Flags
 	// progressEvery is the interval of progress log lines off a terminal.
 	progressEvery time.Duration
 }
@@ -42,7 +34,15 @@ func newSyncCmd(g *globalOptions) *cobra.Command {
 In mirror mode (the default) files TARGET has and SOURCE lacks are deleted;
 in backup mode nothing is ever deleted.
 
-TARGET is a local directory (created if its parent exists) or a URL.`,
+TARGET is a local directory (created if its parent exists) or a URL.
+
+Without --state every run lists the whole target. With --state (or
+--state-dir) what TARGET holds is kept in a state file (under
+$XDG_STATE_HOME/ferry, else ~/.local/state/ferry): the next run plans from
+it without listing TARGET, and files renamed in SOURCE are moved on TARGET
+instead of copied again. TARGET is listed in full again when the last full
+listing is older than --target-rescan-every (default 24h) or with
+--rescan-target, and changes made on it behind ferry's back are repaired.`,
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) != 2 {
 				return usageError(fmt.Errorf("sync takes SOURCE and TARGET, got %d arguments", len(args)))
@@ -54,59 +54,26 @@ TARGET is a local directory (created if its parent exists) or a URL.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.mode, "mode", "mirror", "mirror (delete what the source lacks) or backup (never delete)")
-	fl.StringArrayVar(&f.excludes, "exclude", nil, "skip paths matching a gitignore-style `pattern` (repeatable)")
+	f.copyFlags.register(fl, false)
 	fl.BoolVar(&f.checksum, "checksum", false, "compare files of equal size by SHA-256, not only size and mtime")
 	fl.IntVar(&f.maxDelete, "max-delete", -1, "refuse to delete more than `N` entries in one run (-1: no cap)")
-	fl.IntVar(&f.transfers, "transfers", engine.DefaultTransfers, "large files uploaded in parallel")
-	fl.IntVar(&f.retries, "retries", engine.DefaultRetries, "retries of a failed file before giving up on it")
-	fl.StringVar(&f.bwlimit, "bwlimit", "0", "cap the bandwidth at `rate` bytes/s (500K, 10M, 1.5MiB/s; 0: none)")
-	fl.BoolVar(&f.fsync, "fsync", true, "make each upload durable before it is published (local targets)")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "print the plan, one operation per line, and change nothing")
 	fl.BoolVar(&f.progress, "progress", false, "show progress (a bar on a terminal, log lines otherwise)")
 	fl.DurationVar(&f.progressEvery, "progress-interval", f.progressEvery, "time between progress log lines off a terminal")
 	_ = fl.MarkHidden("progress-interval")
-	f.ssh.register(fl)
-	f.s3.register(fl)
-	f.state.register(fl)
 	return cmd
 }
 
-// syncSetup is what the flags resolve to before anything runs.
-type syncSetup struct {
-	mode    engine.Mode
-	bwlimit int64
-	retries int
-}
-
-func (f *syncFlags) validate() (syncSetup, error) {
-	var s syncSetup
-	var err error
-	if s.mode, err = engine.ParseMode(f.mode); err != nil {
-		return s, usageError(fmt.Errorf("--mode: %w", err))
-	}
-	if s.bwlimit, err = parseRate(f.bwlimit); err != nil {
-		return s, usageError(fmt.Errorf("--bwlimit %q: %w", f.bwlimit, err))
-	}
-	if f.transfers < 1 {
-		return s, usageError(fmt.Errorf("--transfers %d: want at least 1", f.transfers))
-	}
-	switch {
-	case f.retries < 0:
-		return s, usageError(fmt.Errorf("--retries %d: want 0 or more", f.retries))
-	case f.retries == 0:
-		s.retries = -1 // the engine reads 0 as its default
-	default:
-		s.retries = f.retries
+func (f *syncFlags) validate() (copySetup, error) {
+	s, err := f.copyFlags.validate()
+	if err != nil {
+		return s, err
 	}
 	if f.progressEvery <= 0 {
 		return s, usageError(fmt.Errorf("--progress-interval %v: want a positive duration", f.progressEvery))
 	}
 	if f.maxDelete < -1 {
 		return s, usageError(fmt.Errorf("--max-delete %d: want -1 (no cap) or more", f.maxDelete))
-	}
-	if _, err := engine.NewFilter(f.excludes); err != nil {
-		return s, usageError(fmt.Errorf("--exclude: %w", err))
 	}
 	return s, nil
 }

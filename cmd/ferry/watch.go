@@ -22,18 +22,11 @@ import (
 
 // watchFlags are the flags of `ferry watch`.
 type watchFlags struct {
-	mode        string
-	excludes    []string
-	transfers   int
-	retries     int
-	bwlimit     string
-	fsync       bool
+	copyFlags
 	rescanEvery time.Duration
 	debounce    time.Duration
 	settle      time.Duration
 	workers     int
-	ssh         sshFlags
-	s3          s3Flags
 	// statusEvery is the interval of status log lines off a terminal.
 	statusEvery time.Duration
 }
@@ -52,6 +45,12 @@ runs every --rescan-every as a safety net.
 In mirror mode (the default) deletes and renames reach the targets (a rename
 is a move on the target); in backup mode nothing is ever deleted.
 
+With --state (or --state-dir) what each target holds is kept in a state
+file, as ferry sync --state keeps it: the first sync plans from it without
+listing the target, every change is recorded as it lands, and the target is
+listed again every --target-rescan-every (default 24h) to repair changes
+made on it behind ferry's back.
+
 Stop with Ctrl-C or SIGTERM: uploads in flight are cut and resumed by the next
 run. A second signal exits at once.`,
 		Args: func(_ *cobra.Command, args []string) error {
@@ -65,26 +64,17 @@ run. A second signal exits at once.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.mode, "mode", "mirror", "mirror (delete and move what the source deletes and moves) or backup (never delete)")
-	fl.StringArrayVar(&f.excludes, "exclude", nil, "skip paths matching a gitignore-style `pattern` (repeatable)")
-	fl.IntVar(&f.transfers, "transfers", engine.DefaultTransfers, "large files uploaded in parallel per change")
-	fl.IntVar(&f.retries, "retries", 2, "retries of a failed file within one attempt (failed changes are retried with backoff until they land anyway)")
-	fl.StringVar(&f.bwlimit, "bwlimit", "0", "cap the bandwidth per target at `rate` bytes/s (500K, 10M; 0: none)")
-	fl.BoolVar(&f.fsync, "fsync", true, "make each upload durable before it is published (local targets)")
-	fl.DurationVar(&f.rescanEvery, "rescan-every", engine.DefaultRescanEvery, "period of the full rescan (0: never)")
+	f.copyFlags.register(fl, true)
+	fl.DurationVar(&f.rescanEvery, "rescan-every", engine.DefaultRescanEvery, "period of the full rescan of the source (0: never)")
 	fl.DurationVar(&f.debounce, "debounce", 0, "quiet time after a path's last event before it is synced (default 100ms)")
 	fl.DurationVar(&f.settle, "settle", 0, "time a file's size and mtime must stay unchanged before upload (default 150ms)")
 	fl.IntVar(&f.workers, "workers", engine.DefaultJobWorkers, "changes handled at once per target")
 	fl.DurationVar(&f.statusEvery, "status-interval", f.statusEvery, "time between status log lines off a terminal")
-	f.ssh.register(fl)
-	f.s3.register(fl)
 	return cmd
 }
 
 func runWatch(ctx context.Context, g *globalOptions, f *watchFlags, source string, targets []string, stderr io.Writer) error {
-	sf := syncFlags{mode: f.mode, excludes: f.excludes, transfers: f.transfers, retries: f.retries,
-		bwlimit: f.bwlimit, progressEvery: time.Second, maxDelete: -1}
-	setup, err := sf.validate()
+	setup, err := f.copyFlags.validate()
 	if err != nil {
 		return err
 	}
@@ -153,6 +143,17 @@ func runWatch(ctx context.Context, g *globalOptions, f *watchFlags, source strin
 			return &exitError{code: exitUsage, err: err}
 		}
 		jt.Backend = b
+		if f.state.enabled() {
+			// The state file of a target is the one `ferry sync --state`
+			// keeps for it: both commands see the same target.
+			ss, st, err := f.state.open("sync", spec, f.excludes, log.With("target", spec))
+			if err != nil {
+				b.Close()
+				return &exitError{code: exitFailed, err: err}
+			}
+			defer st.Close()
+			jt.State = ss
+		}
 		jts = append(jts, jt)
 	}
 	rescan := f.rescanEvery
