@@ -1,0 +1,301 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ferrysync/ferry/backends/local"
+	"github.com/ferrysync/ferry/engine"
+	"github.com/ferrysync/ferry/engine/state"
+	"github.com/ferrysync/ferry/integration/ferrybin"
+	"github.com/ferrysync/ferry/integration/treecheck"
+)
+
+// `ferry run` keeps its jobs' state by default: a test that names no
+// state_dir must not leave state files in the home directory.
+func init() {
+	if os.Getenv("XDG_STATE_HOME") == "" {
+		if d, err := os.MkdirTemp("", "ferry-integration-state-"); err == nil {
+			os.Setenv("XDG_STATE_HOME", d)
+		}
+	}
+}
+
+// runJobState opens the state `ferry run` keeps for job's local target
+// named target at dst (see cmd/ferry: one file per job and target).
+func runJobState(t *testing.T, stateDir, job, target, dst string) *state.Store {
+	t.Helper()
+	id := "file://" + dst
+	st, err := state.Open(filepath.Join(stateDir, state.FileName(job+"-"+target, id)), state.Options{Target: id, Scope: engine.StateScope(nil)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := st.Rebuilt(); r != "" {
+		t.Fatalf("state file of %s was not usable: %s", dst, r)
+	}
+	return st
+}
+
+// jobStateAgrees checks that the job's state holds what a listing of dst
+// finds, with nothing left in flight.
+func jobStateAgrees(t *testing.T, stateDir, job, target, dst string) {
+	t.Helper()
+	st := runJobState(t, stateDir, job, target, dst)
+	defer st.Close()
+	b, err := local.New(dst, local.Options{NoFsync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	listed, _, problems, err := engine.ListTarget(context.Background(), b, nil, nil)
+	if err != nil || len(problems) > 0 {
+		t.Fatalf("list %s: %v %v", dst, err, problems)
+	}
+	recs, err := st.Entries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	show := func(l []string) string { return strings.Join(first(l, 20), "\n") }
+	var a, b2 []string
+	for _, r := range recs {
+		a = append(a, fmt.Sprintf("%s %v %d %d %s", r.Path, r.Mode.Type(), fileSize(r.IsRegular(), r.Size), fileTime(r.IsRegular(), r.ModTime), r.LinkTarget))
+	}
+	for _, l := range listed {
+		b2 = append(b2, fmt.Sprintf("%s %v %d %d %s", l.Path, l.Mode.Type(), fileSize(l.IsRegular(), l.Size), fileTime(l.IsRegular(), l.ModTime), l.LinkTarget))
+	}
+	if strings.Join(a, "\n") != strings.Join(b2, "\n") {
+		t.Fatalf("state and target disagree: state holds %d entries, target %d\nstate:\n%s\ntarget:\n%s", len(a), len(b2), show(a), show(b2))
+	}
+	if fl, _ := st.InFlight(); len(fl) != 0 {
+		t.Fatalf("in flight after a clean run: %v", first(fl, 10))
+	}
+}
+
+func fileSize(regular bool, n int64) int64 {
+	if regular {
+		return n
+	}
+	return 0
+}
+
+func fileTime(regular bool, t time.Time) int64 {
+	if regular {
+		return t.UnixNano()
+	}
+	return 0
+}
+
+// TestStateRunOnceKilled runs `ferry run --once` with the job's state, kills
+// it with SIGKILL at a random moment, runs it again to the end, and checks
+// that the target equals the source and the state the target; a third run
+// then plans from the state without listing and copies nothing.
+func TestStateRunOnceKilled(t *testing.T) {
+	seed := testSeed(t)
+	spec := treecheck.Spec{Seed: seed, Dirs: 40, SmallFiles: 1500, Symlinks: 5,
+		LargeFiles: 2, LargeMin: 4 << 20, LargeMax: 16 << 20}
+	rounds := 3
+	if testing.Short() {
+		spec.SmallFiles, spec.LargeFiles, rounds = 500, 1, 2
+	}
+	ferrybin.Path(t)
+	tmp := t.TempDir()
+	src, stateDir := filepath.Join(tmp, "src"), filepath.Join(tmp, "state")
+	if err := treecheck.Generate(src, spec); err != nil {
+		t.Fatal(err)
+	}
+	srcTree, err := treecheck.Scan(src, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	config := func(dst string) string {
+		return writeRunConfig(t, filepath.Dir(dst), fmt.Sprintf("state_dir: %q\njobs:\n  - name: site\n    source: %q\n"+
+			"    targets:\n      - {name: disk, type: local, path: %q}\n", stateDir, src, dst))
+	}
+	runOnce := func(cfg string) ferrybin.Result {
+		t.Helper()
+		res := ferrybin.Run(t, 5*time.Minute, "run", "--once", "-v", "-c", cfg)
+		if res.ExitCode != ferrybin.ExitOK {
+			t.Fatalf("run: %s", res)
+		}
+		return res
+	}
+	calDst := filepath.Join(tmp, "cal", "dst")
+	os.MkdirAll(filepath.Dir(calDst), 0o755)
+	whole := runOnce(config(calDst)).Duration
+	t.Logf("uninterrupted run of %d entries: %v", len(srcTree), whole.Round(time.Millisecond))
+
+	r := rand.New(rand.NewPCG(seed, 9))
+	tc := treecheck.NewTornChecker(srcTree)
+	for i := range rounds {
+		dst := filepath.Join(tmp, fmt.Sprintf("r%d", i), "dst")
+		os.MkdirAll(filepath.Dir(dst), 0o755)
+		cfg := config(dst)
+		// Killed within the first run's span, after the state exists.
+		delay := time.Duration((0.2 + 0.6*r.Float64()) * float64(whole))
+		res, how, torn := killRound(t, i, delay, tc, dst, "run", "--once", "-c", cfg)
+		if len(torn) > 0 {
+			t.Fatalf("round %d: torn entries after SIGKILL at %v:\n%s", i, delay, strings.Join(torn, "\n"))
+		}
+		t.Logf("round %d: %s after %v (%v)", i, how, delay.Round(time.Millisecond), res.Duration.Round(time.Millisecond))
+		again := runOnce(cfg)
+		checkTarget(t, srcTree, dst)
+		jobStateAgrees(t, stateDir, "site", "disk", dst)
+		if res.Killed() && strings.Contains(again.Stderr, "target state trusted") {
+			// A cut run leaves paths in flight: they are checked, and
+			// a state never listed in full is not trusted.
+			t.Logf("round %d: the run after the kill planned from the state", i)
+		}
+		third := runOnce(cfg)
+		if !strings.Contains(third.Stderr, "target state trusted") || strings.Contains(third.Stderr, "listing the target") {
+			t.Fatalf("round %d: the run after a clean one did not plan from the state:\n%s", i, third)
+		}
+		if n := copiedColumn(t, third.Stdout); n != "0" {
+			t.Fatalf("round %d: the third run copied %s files:\n%s", i, n, third)
+		}
+	}
+}
+
+// copiedColumn returns the COPIED column of the one target row of a
+// `ferry run --once` summary table.
+func copiedColumn(t *testing.T, out string) string {
+	t.Helper()
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) > 3 && f[0] == "site" {
+			return f[2]
+		}
+	}
+	t.Fatalf("no row for job site in:\n%s", out)
+	return ""
+}
+
+// TestStateWatchJobKilled runs a watch job of `ferry run` with its state,
+// changes the source, kills the daemon with SIGKILL once the changes have
+// landed, and starts it again: the restart plans from the state and
+// replaces no file of the target (each keeps its inode).
+func TestStateWatchJobKilled(t *testing.T) {
+	ferrybin.Path(t)
+	tmp := t.TempDir()
+	src, dst, stateDir := filepath.Join(tmp, "src"), filepath.Join(tmp, "dst"), filepath.Join(tmp, "state")
+	spec := treecheck.Spec{Seed: testSeed(t), Dirs: 10, SmallFiles: 200, LargeFiles: 1, LargeMin: 1 << 20, LargeMax: 2 << 20}
+	if err := treecheck.Generate(src, spec); err != nil {
+		t.Fatal(err)
+	}
+	cfg := writeRunConfig(t, tmp, fmt.Sprintf("state_dir: %q\njobs:\n  - name: live\n    source: %q\n    watch: true\n"+
+		"    targets:\n      - {name: disk, type: local, path: %q}\n", stateDir, src, dst))
+	waitEqual := func(p *ferrybin.Process, what string) {
+		t.Helper()
+		deadline := time.Now().Add(time.Minute)
+		for {
+			diff, err := treecheck.Compare(src, dst, localSyncChecks)
+			if err == nil && len(diff) == 0 {
+				return
+			}
+			select {
+			case <-p.Done():
+				t.Fatalf("ferry ended while waiting for %s:\n%v", what, p.Wait())
+			case <-time.After(100 * time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				compareTree(t, what, src, dst, localSyncChecks)
+				t.Fatalf("timed out waiting for %s", what)
+			}
+		}
+	}
+
+	p := ferrybin.Start(t, "run", "-c", cfg)
+	waitEqual(p, "the first sync")
+	for i := range 10 {
+		if err := os.WriteFile(filepath.Join(src, fmt.Sprintf("new-%02d.txt", i)), []byte(strings.Repeat("n", 100+i)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Join(src, "fresh", "dir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(src, "fresh", "dir", "f.txt"), []byte("fresh"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitEqual(p, "the changes")
+	// The records are committed each second; a kill right after the
+	// changes land may lose the last ones, which leaves their paths in
+	// flight: checked on the target, not copied again.
+	p.Kill()
+	if res := p.Wait(); !res.Killed() {
+		t.Fatalf("ferry was not killed: %s", res)
+	}
+	before := inodes(t, dst)
+
+	var stderr stateLog
+	cmd := ferrybin.Command(t, "run", "-v", "-c", cfg)
+	cmd.Stderr = &stderr
+	p = ferrybin.StartCmd(t, cmd)
+	defer p.Kill()
+	waitEqual(p, "the restart")
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(stderr.String(), "target state trusted") && !strings.Contains(stderr.String(), "listing the target") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the restart said nothing of its state:\n%s", stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if strings.Contains(stderr.String(), "listing the target") {
+		t.Errorf("the restart listed the target instead of trusting the state:\n%s", stderr.String())
+	}
+	time.Sleep(500 * time.Millisecond) // anything copied again would land by now
+	after := inodes(t, dst)
+	for path, ino := range before {
+		if after[path] != ino {
+			t.Errorf("%s was replaced by the restart", path)
+		}
+	}
+	p.Signal(syscall.SIGTERM)
+	if res := p.Wait(); res.ExitCode != ferrybin.ExitOK {
+		t.Errorf("stop: %s", res)
+	}
+	jobStateAgrees(t, stateDir, "live", "disk", dst)
+}
+
+// stateLog collects a process's log while the test reads it.
+type stateLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *stateLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *stateLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// inodes maps each regular file under root to its inode.
+func inodes(t *testing.T, root string) map[string]uint64 {
+	t.Helper()
+	out := map[string]uint64{}
+	err := filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || !fi.Mode().IsRegular() {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		out[rel] = fi.Sys().(*syscall.Stat_t).Ino
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
