@@ -268,6 +268,11 @@ func (b *Backend) Rename(ctx context.Context, from, to string) error {
 // replace renames from over to. Without posix-rename the old file is moved
 // aside first and removed after, so that a name never goes missing.
 func (b *Backend) replace(c *conn, from, to string) error {
+	if c.raw != nil && c.raw.posixRename {
+		call := c.raw.rename(from, to)
+		c.raw.flush()
+		return call.status()
+	}
 	if c.posixRename {
 		return c.sftp.PosixRename(from, to)
 	}

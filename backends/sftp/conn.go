@@ -30,6 +30,7 @@ type conn struct {
 	net      *stampConn
 	ssh      *ssh.Client
 	sftp     *sftp.Client
+	raw      *rawSession   // nil when the server refused a second session
 	dead     chan struct{} // closed once the connection is gone
 	deadOnce sync.Once
 	why      atomic.Value // string: why it died
@@ -173,12 +174,25 @@ func (b *Backend) dial(ctx context.Context, id int) (*conn, error) {
 		}
 		return nil, fmt.Errorf("sftp session on %s: %w: %w", r.addr, backends.ErrUnreachable, err)
 	}
+	c := &conn{id: id, ssh: client, sftp: sc2, dead: make(chan struct{}), net: stamp}
+	c.raw, err = openRawSession(client, &c.wg)
+	if errors.Is(err, errNoRawSession) {
+		b.log.Warn("server allows one sftp session per connection: new partial files start with its default mode until made private",
+			"addr", r.addr, "err", err)
+	} else if err != nil {
+		client.Close()
+		c.wg.Wait()
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("sftp upload session on %s: %w", r.addr, ctx.Err())
+		}
+		return nil, fmt.Errorf("sftp upload session on %s: %w: %w", r.addr, backends.ErrUnreachable, err)
+	}
 	if !stop() {
 		client.Close()
+		c.wg.Wait()
 		return nil, fmt.Errorf("sftp session on %s: %w", r.addr, ctx.Err())
 	}
 	nc.SetDeadline(time.Time{})
-	c := &conn{id: id, ssh: client, sftp: sc2, dead: make(chan struct{}), net: stamp}
 	_, c.posixRename = sc2.HasExtension("posix-rename@openssh.com")
 	_, c.statVFS = sc2.HasExtension("statvfs@openssh.com")
 	c.wg.Add(2)

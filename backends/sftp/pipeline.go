@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/ferrysync/ferry/backends"
-	"github.com/pkg/sftp"
 )
 
 // pipeline writes src[start:end) to one partial file through one or more
@@ -23,7 +22,7 @@ import (
 // safe to resume.
 type pipeline struct {
 	src        backends.Source
-	files      []*sftp.File
+	files      []io.WriterAt
 	conns      []*conn
 	start, end int64
 	chunk      int64

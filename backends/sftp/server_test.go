@@ -36,6 +36,8 @@ type testServer struct {
 	noExec   bool
 	memFS    sftp.Handlers
 
+	maxSessions int
+
 	authAttempts atomic.Int32
 	users        sync.Map // user names that logged in
 	mu           sync.Mutex
@@ -63,6 +65,9 @@ type serverOpts struct {
 	// kbdQuestions replaces the one hidden "Password: " question asked by
 	// keyboard-interactive.
 	kbdQuestions []kbdQuestion
+	// maxSessions, if set, is how many session channels one connection
+	// may open; more are refused, as sshd's MaxSessions does.
+	maxSessions int
 }
 
 type kbdQuestion struct {
@@ -113,7 +118,7 @@ func startServer(t testing.TB, o serverOpts) *testServer {
 	if len(o.hostKeyTypes) == 0 {
 		o.hostKeyTypes = []string{"ed25519"}
 	}
-	s := &testServer{t: t, dir: t.TempDir(), noExec: o.noExec}
+	s := &testServer{t: t, dir: t.TempDir(), noExec: o.noExec, maxSessions: o.maxSessions}
 	if o.memFS {
 		s.memFS = sftp.InMemHandler()
 	}
@@ -219,9 +224,14 @@ func (s *testServer) serveConn(nc net.Conn, cfg *ssh.ServerConfig) {
 		defer s.wg.Done()
 		ssh.DiscardRequests(reqs)
 	}()
+	sessions := 0
 	for nch := range chans {
 		if nch.ChannelType() != "session" {
 			nch.Reject(ssh.UnknownChannelType, "no")
+			continue
+		}
+		if sessions++; s.maxSessions > 0 && sessions > s.maxSessions {
+			nch.Reject(ssh.Prohibited, "no more sessions")
 			continue
 		}
 		ch, creqs, err := nch.Accept()

@@ -75,10 +75,33 @@ func (u *upload) step(ctx context.Context, fn func() error) error {
 }
 
 func (u *upload) run(ctx context.Context, res *backends.UploadResult) error {
-	b, c, src := u.b, u.c, u.src
-	dir, _ := backends.Split(u.p)
-	if err := u.step(ctx, func() error { return b.safeDir(c, dir, true) }); err != nil {
-		return err
+	b, c := u.b, u.c
+	if dir, _ := backends.Split(u.p); dir != "" {
+		if _, ok := c.dirs.Load(b.full(dir)); !ok {
+			if err := u.step(ctx, func() error { return b.safeDir(c, dir, true) }); err != nil {
+				return err
+			}
+		}
+	}
+	if c.raw != nil {
+		f, err := u.createRaw(ctx)
+		if err == nil {
+			return u.runRaw(ctx, res, f)
+		}
+		if ctx.Err() != nil || !c.alive() {
+			return err
+		}
+		// Most likely an earlier attempt left the partial: resume it.
+		var sf *sftp.File
+		err = u.step(ctx, func() error {
+			var rerr error
+			sf, res.Resumed, rerr = u.resumePartial(err)
+			return rerr
+		})
+		if err != nil {
+			return u.noSpace(err)
+		}
+		return u.runFile(ctx, res, sf, false)
 	}
 	var f *sftp.File
 	var fresh bool
@@ -90,12 +113,22 @@ func (u *upload) run(ctx context.Context, res *backends.UploadResult) error {
 	if err != nil {
 		return u.noSpace(err)
 	}
-	files, conns := []*sftp.File{f}, []*conn{c}
+	return u.runFile(ctx, res, f, fresh)
+}
+
+// runFile uploads through a pkg/sftp handle on the partial: a resumed one,
+// or, on a server that allows no second session, a new one, which starts
+// with the server's default mode and is made owner-only by a chmod sent
+// with the first writes.
+func (u *upload) runFile(ctx context.Context, res *backends.UploadResult, f *sftp.File, fresh bool) error {
+	c, src := u.c, u.src
+	files := []io.WriterAt{f}
+	closers := []io.Closer{f}
 	// Once: a step abandoned on cancel may still be closing when the
 	// deferred call runs, and pkg/sftp handles must be closed only once.
 	closeAll := sync.OnceValue(func() error {
 		var first error
-		for _, f := range files {
+		for _, f := range closers {
 			if err := f.Close(); err != nil && first == nil {
 				first = err
 			}
@@ -103,38 +136,21 @@ func (u *upload) run(ctx context.Context, res *backends.UploadResult) error {
 		return first
 	})
 	defer closeAll()
-	// Round trips are what small files cost: requests that do not depend
-	// on each other go out together and are awaited together.
 	var private chan error
 	if fresh {
 		private = make(chan error, 1)
 		go func() { private <- f.Chmod(0o600) }()
 	}
-	if src.Size()-res.Resumed >= b.splitAt && len(b.slots) > 1 {
-		if c2, f2 := u.second(ctx); f2 != nil {
-			files, conns = append(files, f2), append(conns, c2)
-		}
-	}
-	pl := &pipeline{src: src, files: files, conns: conns, start: res.Resumed, end: src.Size(),
-		chunk: int64(b.cfg.ChunkSize), window: int64(b.cfg.RequestsInFlight), workers: b.cfg.RequestsInFlight * len(files),
-		stall: b.cfg.StallTimeout, grace: 2 * time.Second}
-	t0 := time.Now()
-	res.Sent, err = pl.run(ctx)
+	sent, err := u.write(ctx, res.Resumed, files, func(f2 io.WriteCloser) { closers = append(closers, f2) })
+	res.Sent = sent
 	if private != nil {
 		if perr := <-private; err == nil {
 			err = perr
 		}
 	}
 	if err != nil {
-		var we *writeErr
-		if errors.As(err, &we) && we.c != c {
-			// The second connection failed: classify against it, not ours.
-			return classify(we.c, "write", u.partial, err)
-		}
-		return u.noSpace(err)
+		return err
 	}
-	b.log.Debug("upload written", "path", u.p, "sent", res.Sent, "resumed", res.Resumed,
-		"conns", len(conns), "took", time.Since(t0).Round(time.Millisecond))
 	if err := src.Check(); err != nil {
 		c.sftp.Remove(u.partial)
 		return err
@@ -151,6 +167,36 @@ func (u *upload) run(ctx context.Context, res *backends.UploadResult) error {
 		return u.noSpace(err)
 	}
 	return u.step(ctx, func() error { return u.publish(ctx, res) })
+}
+
+// write sends src[from:] through the pipeline over files, adding a second
+// connection for a large remainder (its handle is given to addCloser), and
+// returns the bytes acknowledged.
+func (u *upload) write(ctx context.Context, from int64, files []io.WriterAt, addCloser func(io.WriteCloser)) (int64, error) {
+	b, c, src := u.b, u.c, u.src
+	conns := []*conn{c}
+	if src.Size()-from >= b.splitAt && len(b.slots) > 1 {
+		if c2, f2 := u.second(ctx); f2 != nil {
+			addCloser(f2)
+			files, conns = append(files, f2), append(conns, c2)
+		}
+	}
+	pl := &pipeline{src: src, files: files, conns: conns, start: from, end: src.Size(),
+		chunk: int64(b.cfg.ChunkSize), window: int64(b.cfg.RequestsInFlight), workers: b.cfg.RequestsInFlight * len(files),
+		stall: b.cfg.StallTimeout, grace: 2 * time.Second}
+	t0 := time.Now()
+	sent, err := pl.run(ctx)
+	if err != nil {
+		var we *writeErr
+		if errors.As(err, &we) && we.c != c {
+			// The second connection failed: classify against it, not ours.
+			return sent, classify(we.c, "write", u.partial, err)
+		}
+		return sent, u.noSpace(err)
+	}
+	b.log.Debug("upload written", "path", u.p, "sent", sent, "resumed", from,
+		"conns", len(conns), "took", time.Since(t0).Round(time.Millisecond))
+	return sent, nil
 }
 
 // all runs fns concurrently and returns the first error.
@@ -184,19 +230,26 @@ func (u *upload) checkSize(f *sftp.File) error {
 // which also never follows a symlink planted at its name), or the one an
 // earlier attempt left, resumed from its verified length.
 func (u *upload) openPartial() (f *sftp.File, fresh bool, resumed int64, err error) {
-	c := u.c
-	f, err = c.sftp.OpenFile(u.partial, os.O_RDWR|os.O_CREATE|os.O_EXCL)
+	f, err = u.c.sftp.OpenFile(u.partial, os.O_RDWR|os.O_CREATE|os.O_EXCL)
 	if err == nil {
 		return f, true, 0, nil
 	}
+	f, resumed, err = u.resumePartial(err)
+	return f, false, resumed, err
+}
+
+// resumePartial opens the partial an earlier attempt left, after creating
+// it failed with createErr, truncated to its verified length.
+func (u *upload) resumePartial(createErr error) (f *sftp.File, resumed int64, err error) {
+	c := u.c
 	fi, lerr := c.sftp.Lstat(u.partial)
 	switch {
 	case errors.Is(lerr, fs.ErrNotExist):
-		return nil, false, 0, err // the create failed for another reason
+		return nil, 0, createErr // the create failed for another reason
 	case lerr != nil:
-		return nil, false, 0, lerr
+		return nil, 0, lerr
 	case !fi.Mode().IsRegular():
-		return nil, false, 0, fmt.Errorf("partial %s is not a regular file: %w", u.partial, backends.ErrUnsafePath)
+		return nil, 0, fmt.Errorf("partial %s is not a regular file: %w", u.partial, backends.ErrUnsafePath)
 	}
 	f, err = c.sftp.OpenFile(u.partial, os.O_RDWR)
 	if errors.Is(err, fs.ErrPermission) {
@@ -207,22 +260,30 @@ func (u *upload) openPartial() (f *sftp.File, fresh bool, resumed int64, err err
 		}
 	}
 	if err != nil {
-		return nil, false, 0, err
+		return nil, 0, err
 	}
 	window := int64(u.b.cfg.RequestsInFlight) * int64(u.b.cfg.ChunkSize)
 	off, err := backends.ResumeOffset(f, fi.Size(), u.src, u.src.Size(), window)
 	if err != nil {
 		f.Close()
-		return nil, false, 0, err
+		return nil, 0, err
+	}
+	if off < u.src.Size() && fi.Mode().Perm() != 0o600 {
+		// A partial sealed with the source's mode, then found short:
+		// private again before it is incomplete.
+		if err := f.Chmod(0o600); err != nil {
+			f.Close()
+			return nil, 0, err
+		}
 	}
 	if off != fi.Size() {
 		if err := f.Truncate(off); err != nil {
 			f.Close()
-			return nil, false, 0, err
+			return nil, 0, err
 		}
 	}
 	u.b.log.Info("resuming upload", "path", u.p, "partial_size", fi.Size(), "verified", off, "size", u.src.Size())
-	return f, false, off, nil
+	return f, off, nil
 }
 
 // second opens the partial on another pooled connection, so a large file
@@ -268,12 +329,18 @@ func (u *upload) publish(ctx context.Context, res *backends.UploadResult) error 
 	}
 	b.log.Debug("upload verified", "path", u.p, "how", res.Verified)
 	if err := b.replace(c, u.partial, u.final); err != nil {
-		if fi, serr := c.sftp.Lstat(u.final); serr == nil && fi.IsDir() {
-			return backends.Permanent(fmt.Errorf("%s is a directory: %w", u.final, err))
-		}
-		return err
+		return u.renameFailed(err)
 	}
 	return nil
+}
+
+// renameFailed tells a final name taken by a directory (permanent) from
+// other failures of the rename that publishes.
+func (u *upload) renameFailed(err error) error {
+	if fi, serr := u.c.sftp.Lstat(u.final); serr == nil && fi.IsDir() {
+		return backends.Permanent(fmt.Errorf("%s is a directory: %w", u.final, err))
+	}
+	return err
 }
 
 // sftpTime reports whether SFTP version 3 can carry t: it sends seconds as

@@ -1,0 +1,200 @@
+package sftp
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/ferrysync/ferry/backends"
+)
+
+// testHookPartialCreated, when set by a test, runs once a new partial
+// exists on the server and before anything is written to it.
+var testHookPartialCreated func(partial string)
+
+// batchChunks is how many chunks a file may span to be sent as one batch
+// of requests rather than through the pipeline's workers.
+const batchChunks = 8
+
+// batchBufs holds the buffers of batched uploads.
+var batchBufs sync.Pool
+
+// createRaw creates the partial, exclusively (which never follows a link
+// planted at its name) and owner-only from its first moment, on the
+// connection's own session.
+func (u *upload) createRaw(ctx context.Context) (*rawFile, error) {
+	rs := u.c.raw
+	call := rs.open(u.partial, fxfRead|fxfWrite|fxfCreat|fxfExcl, rawAttrs{flags: attrPerm, perm: 0o600})
+	rs.flush()
+	if err := call.wait(ctx); err != nil {
+		// The server may still create it; a retry resumes or restarts it.
+		go func() {
+			if h, err := call.handle(); err == nil {
+				(&rawFile{rs: rs, h: h}).release()
+			}
+		}()
+		return nil, err
+	}
+	h, err := call.handle()
+	if err != nil {
+		return nil, err
+	}
+	return &rawFile{rs: rs, h: h}, nil
+}
+
+// runRaw uploads into a partial createRaw made. The requests of each phase
+// go out together: the writes with a size check, then (once all writes are
+// confirmed, so an incomplete partial is never readable by others) the
+// source's mode and mtime with the close, then the rename that publishes.
+func (u *upload) runRaw(ctx context.Context, res *backends.UploadResult, f *rawFile) (err error) {
+	b, c, src := u.b, u.c, u.src
+	var extra []io.WriteCloser
+	defer func() {
+		for _, f2 := range extra {
+			f2.Close()
+		}
+		if err != nil {
+			f.release()
+		}
+	}()
+	if testHookPartialCreated != nil {
+		testHookPartialCreated(u.partial)
+	}
+	rs := c.raw
+	if chunks := (src.Size() + int64(b.cfg.ChunkSize) - 1) / int64(b.cfg.ChunkSize); chunks <= min(batchChunks, int64(b.cfg.RequestsInFlight)) {
+		// No size check by FSTAT: the partial was created by this upload,
+		// and a server confirms a write only once all its bytes are
+		// written, so confirmed writes covering the source are its size.
+		// (Nor could an FSTAT go with the writes: servers may answer it
+		// before writes queued ahead of it.)
+		res.Sent, err = u.writeBatch(ctx, f)
+		if err != nil {
+			return u.noSpace(err)
+		}
+	} else {
+		res.Sent, err = u.write(ctx, 0, []io.WriterAt{f}, func(f2 io.WriteCloser) { extra = append(extra, f2) })
+		if err != nil {
+			return err
+		}
+		// Two connections wrote this one: check their sum.
+		fstat := rs.fstat(f.h)
+		rs.flush()
+		if err := u.await(ctx, []*rawCall{fstat}); err != nil {
+			return err
+		}
+		a, err := fstat.attrs()
+		if err != nil {
+			return err
+		}
+		if int64(a.size) != src.Size() {
+			return fmt.Errorf("partial %s holds %d bytes after the upload, want %d", u.partial, a.size, src.Size())
+		}
+	}
+	if err := src.Check(); err != nil {
+		c.sftp.Remove(u.partial)
+		return err
+	}
+	mt := uint32(src.ModTime().Unix())
+	seal := []*rawCall{rs.fsetstat(f.h, rawAttrs{flags: attrPerm | attrTimes, perm: uint32(src.Mode().Perm()), atime: mt, mtime: mt})}
+	if call := f.queueClose(); call != nil {
+		seal = append(seal, call)
+	}
+	rs.flush()
+	if err := u.await(ctx, seal); err != nil {
+		return err
+	}
+	for _, call := range seal {
+		if err := call.status(); err != nil {
+			return u.noSpace(err)
+		}
+	}
+	if b.cfg.Verify != VerifyNone || !rs.posixRename {
+		return u.step(ctx, func() error { return u.publish(ctx, res) })
+	}
+	res.Verified = "size"
+	if _, seen := b.verifiedBy.LoadOrStore(res.Verified, true); !seen {
+		b.log.Info("uploads are verified", "how", res.Verified, "asked", string(b.cfg.Verify), "addr", b.cfg.addr)
+	}
+	ren := rs.rename(u.partial, u.final)
+	rs.flush()
+	if err := ren.wait(ctx); err != nil {
+		return err
+	}
+	if err := ren.status(); err != nil {
+		return u.renameFailed(err)
+	}
+	return nil
+}
+
+// writeBatch sends the whole of a small source in one go and waits for
+// every answer.
+func (u *upload) writeBatch(ctx context.Context, f *rawFile) (int64, error) {
+	src, rs := u.src, f.rs
+	size := src.Size()
+	bp, _ := batchBufs.Get().(*[]byte)
+	if bp == nil || int64(cap(*bp)) < size {
+		bp = new([]byte)
+		*bp = make([]byte, size)
+	}
+	defer batchBufs.Put(bp)
+	buf := (*bp)[:size]
+	if n, err := src.ReadAt(buf, 0); int64(n) < size {
+		if err == nil || err == io.EOF {
+			err = fmt.Errorf("source ends before %d bytes: %w", size, backends.ErrSourceChanged)
+		}
+		return 0, fmt.Errorf("read source: %w", err)
+	}
+	chunk := int64(u.b.cfg.ChunkSize)
+	calls := make([]*rawCall, 0, size/chunk+2)
+	for off := int64(0); off < size; off += chunk {
+		calls = append(calls, rs.write(f.h, off, buf[off:min(off+chunk, size)]))
+	}
+	rs.flush()
+	// The buffer is copied into the outgoing requests by now.
+	if err := u.await(ctx, calls); err != nil {
+		return 0, err
+	}
+	for i, call := range calls {
+		if err := call.status(); err != nil {
+			return int64(i) * chunk, &writeErr{c: u.c, off: int64(i) * chunk, err: err}
+		}
+	}
+	return size, nil
+}
+
+// await waits for calls to be answered. On cancel, requests in flight get
+// a moment to finish, after which the connection is closed, so that no
+// write of this attempt lands after a later one; a server that answers
+// nothing for the stall timeout has its connection closed too.
+func (u *upload) await(ctx context.Context, calls []*rawCall) error {
+	stall := u.b.cfg.StallTimeout
+	t := time.NewTimer(stall)
+	defer t.Stop()
+	for _, call := range calls {
+		select {
+		case <-call.done:
+			if call.err != nil {
+				return call.err
+			}
+			t.Reset(stall)
+		case <-ctx.Done():
+			grace := time.NewTimer(2 * time.Second)
+			defer grace.Stop()
+			for _, call := range calls {
+				select {
+				case <-call.done:
+				case <-grace.C:
+					u.c.abandon("upload cancelled with writes still in flight")
+					return ctx.Err()
+				}
+			}
+			return ctx.Err()
+		case <-t.C:
+			u.c.abandon(fmt.Sprintf("upload stalled for %s", stall))
+			return fmt.Errorf("%w: no answer for %s: %w", errStalled, stall, backends.ErrUnreachable)
+		}
+	}
+	return nil
+}
