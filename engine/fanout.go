@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"slices"
 	"strings"
@@ -340,6 +341,14 @@ func runWithVersions(ctx context.Context, plan Plan, source string, target backe
 	}
 	rep.Plan = plan
 	res.Versioned = keeper.movedCount()
+	if st != nil && res.Versioned > 0 {
+		// A listing shows the versions folder itself (not what it holds):
+		// record it, so that the next full listing finds no drift in it.
+		for d := v.Dir; d != "" && d != "."; d, _ = backends.Split(d) {
+			_ = st.Store.PutNew(backends.FileInfo{Path: d, Mode: fs.ModeDir | 0o755})
+		}
+		_ = st.Store.Flush()
+	}
 	if rep.Err == nil && ctx.Err() == nil {
 		res.Pruned, res.PruneErr = PruneVersions(ctx, target, v.Dir, v.Keep, now)
 		if res.PruneErr != nil {
