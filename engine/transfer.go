@@ -281,47 +281,89 @@ func phases(ops []Op) [][]Op {
 // the rest on SmallFileConcurrency workers, and returns when all are done or
 // ctx is cancelled.
 func (e *executor) runPhase(ctx context.Context, ops []Op) {
-	large := make(chan Op)
-	small := make(chan Op)
+	var large, small []Op
+	for _, op := range ops {
+		if op.Kind == OpUpload && op.Src.Size > e.opts.SmallFileSize {
+			large = append(large, op)
+		} else {
+			small = append(small, op)
+		}
+	}
 	var wg sync.WaitGroup
-	worker := func(ch <-chan Op) {
-		defer wg.Done()
-		for op := range ch {
-			if ctx.Err() != nil {
-				continue // drain without working
-			}
-			e.runOp(ctx, op)
+	for _, q := range []*opQueue{
+		newOpQueue(large, e.opts.Transfers, false),
+		newOpQueue(small, e.opts.SmallFileConcurrency, true),
+	} {
+		for range q.workers {
+			wg.Go(func() {
+				for batch := q.claim(); len(batch) > 0 && ctx.Err() == nil; batch = q.claim() {
+					for _, op := range batch {
+						if ctx.Err() != nil {
+							return
+						}
+						e.runOp(ctx, op)
+					}
+				}
+			})
 		}
 	}
-	nLarge := 0
-	for _, op := range ops {
-		if op.Kind == OpUpload && op.Src.Size > e.opts.SmallFileSize {
-			nLarge++
-		}
-	}
-	for range min(nLarge, e.opts.Transfers) {
-		wg.Add(1)
-		go worker(large)
-	}
-	for range min(len(ops)-nLarge, e.opts.SmallFileConcurrency) {
-		wg.Add(1)
-		go worker(small)
-	}
-feed:
-	for _, op := range ops {
-		ch := small
-		if op.Kind == OpUpload && op.Src.Size > e.opts.SmallFileSize {
-			ch = large
-		}
-		select {
-		case ch <- op:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(large)
-	close(small)
 	wg.Wait()
+}
+
+// maxBatch bounds the ops a worker claims at once.
+const maxBatch = 128
+
+// opQueue hands a phase's ops to its workers. With batching, a worker
+// claims a run of consecutive ops in one directory, up to a share of what
+// is left that shrinks as the phase drains (so the last ops still spread
+// over all workers). Workers then mostly stay out of each other's
+// directories: creating and renaming entries takes the directory's lock in
+// the kernel, and a tree of small files copied to a local disk spent most
+// of its CPU contending for it when all workers wrote into the same
+// directory at once. A claim is a short critical section, not a channel
+// hand-off per op, so workers do not wake each other per file either.
+type opQueue struct {
+	workers int
+	batch   bool
+
+	mu   sync.Mutex
+	ops  []Op
+	next int
+}
+
+func newOpQueue(ops []Op, workers int, batch bool) *opQueue {
+	return &opQueue{ops: ops, workers: min(len(ops), workers), batch: batch}
+}
+
+// claim returns the next ops to run, or nil when none are left. Safe for
+// concurrent use.
+func (q *opQueue) claim() []Op {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	lo := q.next
+	rest := len(q.ops) - lo
+	if rest == 0 {
+		return nil
+	}
+	n := 1
+	if q.batch {
+		n = max(1, min(maxBatch, rest/(2*q.workers)))
+	}
+	dir := opDir(q.ops[lo].Path)
+	hi := lo + 1
+	for hi < len(q.ops) && hi-lo < n && opDir(q.ops[hi].Path) == dir {
+		hi++
+	}
+	q.next = hi
+	return q.ops[lo:hi:hi]
+}
+
+// opDir returns the directory part of a slash-separated path.
+func opDir(p string) string {
+	if i := strings.LastIndexByte(p, '/'); i >= 0 {
+		return p[:i]
+	}
+	return ""
 }
 
 func (e *executor) runOp(ctx context.Context, op Op) {

@@ -537,3 +537,94 @@ func TestExecuteBreaksOnDeadTarget(t *testing.T) {
 		})
 	}
 }
+
+// TestOpQueueClaims: every op is handed out exactly once and in order;
+// with batching a claim stays inside one directory and takes at most a
+// shrinking share of what is left; without it, one op at a time.
+func TestOpQueueClaims(t *testing.T) {
+	tree := func(dirs, files int) []Op {
+		var ops []Op
+		for d := range dirs {
+			for f := range files {
+				ops = append(ops, Op{Kind: OpUpload, Path: fmt.Sprintf("d%03d/f%03d", d, f)})
+			}
+		}
+		return ops
+	}
+	tests := []struct {
+		name        string
+		ops         []Op
+		workers     int
+		batch       bool
+		wantClaims  int // 0: not checked
+		wantFirst   int // size of the first claim
+		wantLastOne bool
+	}{
+		{"DirectoriesWhole", tree(100, 100), 32, true, 0, 100, true},
+		{"OneBigDirectoryShares", tree(1, 10000), 32, true, 0, maxBatch, true},
+		{"FlatFilesAtTheRoot", []Op{{Path: "a"}, {Path: "b"}, {Path: "c"}}, 32, true, 3, 1, true},
+		{"OneFilePerDirectory", tree(50, 1), 4, true, 50, 1, true},
+		{"NoBatching", tree(3, 10), 4, false, 30, 1, true},
+		{"Empty", nil, 4, true, 0, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q := newOpQueue(tt.ops, tt.workers, tt.batch)
+			var got []Op
+			var sizes []int
+			for c := q.claim(); c != nil; c = q.claim() {
+				dir := opDir(c[0].Path)
+				for _, op := range c {
+					if opDir(op.Path) != dir {
+						t.Fatalf("claim %d crosses directories: %v", len(sizes), c)
+					}
+				}
+				got = append(got, c...)
+				sizes = append(sizes, len(c))
+			}
+			if len(got) != len(tt.ops) {
+				t.Fatalf("handed out %d ops, want %d", len(got), len(tt.ops))
+			}
+			for i := range got {
+				if got[i].Path != tt.ops[i].Path {
+					t.Fatalf("op %d is %s, want %s", i, got[i].Path, tt.ops[i].Path)
+				}
+			}
+			if tt.wantClaims != 0 && len(sizes) != tt.wantClaims {
+				t.Errorf("%d claims, want %d", len(sizes), tt.wantClaims)
+			}
+			if len(sizes) > 0 && sizes[0] != tt.wantFirst {
+				t.Errorf("first claim took %d ops, want %d", sizes[0], tt.wantFirst)
+			}
+			if tt.wantLastOne && sizes[len(sizes)-1] != 1 {
+				t.Errorf("last claim took %d ops, want 1 so the tail spreads over workers", sizes[len(sizes)-1])
+			}
+		})
+	}
+}
+
+// TestExecuteStopsClaimingOnCancel: once the context is cancelled, workers
+// start no further ops, also none left in a batch they claimed.
+func TestExecuteStopsClaimingOnCancel(t *testing.T) {
+	root := t.TempDir()
+	var ops []Op
+	for i := range 200 {
+		ops = append(ops, uploadOp(writeSrc(t, root, fmt.Sprintf("f%03d", i), []byte("s"))))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var started atomic.Int64
+	fb := newFake()
+	fb.beforeUpload = func(context.Context, string, backends.Source, int) error {
+		if started.Add(1) == 10 {
+			cancel()
+		}
+		return nil
+	}
+	rep := Execute(ctx, Plan{Ops: ops}, root, fb, ExecOptions{SmallFileConcurrency: 2})
+	if n := started.Load(); n > 12 {
+		t.Errorf("%d uploads started after a cancel at the 10th (2 workers)", n)
+	}
+	if rep.Err == nil {
+		t.Error("report of a cancelled run has no Err")
+	}
+}
