@@ -28,7 +28,7 @@ func newRunCmd(g *globalOptions) *cobra.Command {
 	var path string
 	var once, rescan bool
 	cmd := &cobra.Command{
-		Use:   "run -c FILE [--once]",
+		Use:   "run -c FILE [--once] [--rescan-target]",
 		Short: "Run the jobs of a config file",
 		Long: `Run every job of the config file: watch jobs mirror changes continuously,
 scheduled jobs run on their interval or cron schedule, the others run once.
@@ -37,6 +37,14 @@ status says how it went (0 all done, 1 some files failed, 2 config error,
 3 a target unreachable or refusing our credentials).
 
 A config whose jobs all run once is run as with --once.
+
+Each job keeps, per target, a state file of what the target holds (under
+state_dir, default $XDG_STATE_HOME/ferry or ~/.local/state/ferry): a run
+plans from it without listing the whole target, renames become moves, and a
+restarted watch job copies nothing twice. A target is listed in full again,
+and changes made on it behind ferry's back repaired, once its last full
+listing is target_rescan_every old (default 1d), or with --rescan-target.
+state: false on a job lists its targets on every run instead.
 
 SIGHUP reloads the config: added, removed and changed jobs are (re)started,
 unchanged jobs keep running. SIGINT or SIGTERM stop gracefully; a second
