@@ -47,21 +47,20 @@ func (r *runner) recorded(w backends.Backend) {
 func (r *runner) stateLost(err error) {
 	r.log.Warn("target state missed changes; the target is listed again at the next full sync", "err", err)
 	_ = r.state.Store.Reset()
-	r.mu.Lock()
-	r.listedAt = time.Time{}
-	r.mu.Unlock()
 }
 
 // listed notes when the state's last full listing was, after the state
-// stood in for a listing; a forced rescan counts once.
+// stood in for a listing; a forced rescan counts once. A store left
+// untrusted (an incomplete listing) counts from now: the next full
+// comparison lists anyway, and relist brings one about in time.
 func (r *runner) listed() {
 	r.state.Rescan = false
-	h, err := r.state.Store.Header()
-	if err != nil {
-		return
+	at := time.Now()
+	if h, err := r.state.Store.Header(); err == nil && !h.ListedAt.IsZero() {
+		at = h.ListedAt
 	}
 	r.mu.Lock()
-	r.listedAt = h.ListedAt
+	r.listedAt = at
 	r.mu.Unlock()
 }
 
