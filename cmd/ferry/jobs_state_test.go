@@ -199,12 +199,12 @@ func TestDaemonWatchJobRecordsItsChanges(t *testing.T) {
 	cfg := writeConfig(t, dir, fmt.Sprintf("jobs:\n  - name: live\n    source: %q\n    watch: true\n"+
 		"    targets: [{name: t, type: local, path: %q, fsync: false}]\n", src, out))
 	c := countTargets(t)
-	daemon := func(during func()) {
+	daemon := func(during func(), flags ...string) {
 		t.Helper()
 		ctx, cancel := context.WithCancel(context.Background())
 		var stdout, stderr syncBuffer
 		done := make(chan int, 1)
-		go func() { done <- run(ctx, []string{"run", "-c", cfg}, &stdout, &stderr) }()
+		go func() { done <- run(ctx, append([]string{"run", "-c", cfg}, flags...), &stdout, &stderr) }()
 		waitFor(t, "the first sync", 10*time.Second, func() bool { return len(files(t, out)) == len(files(t, src)) })
 		during()
 		cancel()
@@ -233,6 +233,38 @@ func TestDaemonWatchJobRecordsItsChanges(t *testing.T) {
 		t.Errorf("restart: %d listings, %d uploads; want none", lists, uploads)
 	}
 	sameFiles(t, src, out)
+	// --rescan-target lists the target at the start all the same.
+	daemon(func() {
+		waitFor(t, "a listing", 10*time.Second, func() bool { return c.lists.Load() > 0 })
+	}, "--rescan-target")
+	if _, uploads := c.reset(); uploads != 0 {
+		t.Errorf("rescan: %d uploads, want none", uploads)
+	}
+}
+
+func TestDaemonWatchJobRepairsDriftPeriodically(t *testing.T) {
+	dir := t.TempDir()
+	src := jobSite(t, dir)
+	out := filepath.Join(dir, "out")
+	cfg := writeConfig(t, dir, fmt.Sprintf("jobs:\n  - name: live\n    source: %q\n    watch: true\n    target_rescan_every: 200ms\n"+
+		"    targets: [{name: t, type: local, path: %q, fsync: false}]\n", src, out))
+	ctx, cancel := context.WithCancel(context.Background())
+	var stdout, stderr syncBuffer
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, []string{"run", "-c", cfg}, &stdout, &stderr) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	waitFor(t, "the first sync", 10*time.Second, func() bool { return len(files(t, out)) == 3 })
+	// Behind ferry's back, with nothing changing in the source: only the
+	// periodic listing of the target can find it.
+	os.Remove(filepath.Join(out, "css", "a.css"))
+	os.WriteFile(filepath.Join(out, "index.html"), []byte("defaced, and longer than it was"), 0o644)
+	waitFor(t, "the drift repaired", 15*time.Second, func() bool { return fmt.Sprint(files(t, src)) == fmt.Sprint(files(t, out)) })
+	if !strings.Contains(stderr.String(), "drifted") {
+		t.Errorf("the repair was not reported:\n%s", stderr.String())
+	}
 }
 
 func TestWatchCommandKeepsState(t *testing.T) {
