@@ -166,20 +166,19 @@ func TestScanBadNames(t *testing.T) {
 }
 
 // Root ignores permission bits, so an unreadable directory is made with the
-// readDirNames seam; chmod is tried as well when the test does not run as root.
+// readDirFault seam; chmod is tried as well when the test does not run as root.
 func TestScanUnreadableDirectory(t *testing.T) {
 	root := t.TempDir()
 	mkTree(t, root, map[string]string{"locked/inner": "x", "open/f": "y"})
 	locked := filepath.Join(root, "locked")
 
 	t.Run("seam", func(t *testing.T) {
-		orig := readDirNames
-		t.Cleanup(func() { readDirNames = orig })
-		readDirNames = func(path string) ([]string, error) {
+		t.Cleanup(func() { readDirFault = nil })
+		readDirFault = func(path string) error {
 			if path == locked {
-				return nil, &fs.PathError{Op: "open", Path: path, Err: syscall.EACCES}
+				return &fs.PathError{Op: "open", Path: path, Err: syscall.EACCES}
 			}
-			return orig(path)
+			return nil
 		}
 		checkLocked(t, root)
 	})
@@ -239,9 +238,8 @@ func TestScanRootErrors(t *testing.T) {
 		t.Errorf("symlinked root: %v, %v; want [f]", paths(es), err)
 	}
 
-	orig := readDirNames
-	t.Cleanup(func() { readDirNames = orig })
-	readDirNames = func(string) ([]string, error) { return nil, syscall.EACCES }
+	t.Cleanup(func() { readDirFault = nil })
+	readDirFault = func(string) error { return syscall.EACCES }
 	if _, _, err := Scan(context.Background(), dir, nil, nil); !errors.Is(err, fs.ErrPermission) {
 		t.Errorf("unreadable root: err %v, want one wrapping fs.ErrPermission", err)
 	}

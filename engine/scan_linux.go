@@ -1,0 +1,205 @@
+package engine
+
+import (
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// readDirStat lists the directory at path with its entries' metadata,
+// unsorted and unfiltered. It reads the directory with getdents and each
+// entry with fstatat relative to the directory, which spares the kernel a
+// walk of the whole path per entry and the process an allocation per
+// entry. Only the root may be reached through a symlink. On a read error
+// the entries read so far are returned with it. Entries that fail on their
+// own are in problems; entries gone since the read are left out.
+func readDirStat(path string, root bool) (entries []scanEntry, problems []rawProblem, err error) {
+	flags := unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC
+	if !root {
+		flags |= unix.O_NOFOLLOW
+	}
+	fd, err := unix.Open(path, flags, 0)
+	if err != nil {
+		return nil, nil, &fs.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+
+	buf := direntBuf.Get().(*[]byte)
+	defer direntBuf.Put(buf)
+	var names []byte // every name, NUL-terminated, in the order read
+	for {
+		n, err := unix.Getdents(fd, *buf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			entries, problems = statAll(fd, names, path)
+			return entries, problems, &fs.PathError{Op: "readdirent", Path: path, Err: err}
+		}
+		if n <= 0 {
+			break
+		}
+		names = appendNames(names, (*buf)[:n])
+	}
+	entries, problems = statAll(fd, names, path)
+	return entries, problems, nil
+}
+
+var direntBuf = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// appendNames adds the names of the linux_dirent64 records in b to names,
+// each followed by a NUL, leaving out "." and "..".
+func appendNames(names, b []byte) []byte {
+	for len(b) >= 19 {
+		reclen := int(*(*uint16)(unsafe.Pointer(&b[16])))
+		if reclen < 19 || reclen > len(b) {
+			break
+		}
+		ino := *(*uint64)(unsafe.Pointer(&b[0]))
+		name := b[19:reclen]
+		for i, c := range name {
+			if c == 0 {
+				name = name[:i]
+				break
+			}
+		}
+		b = b[reclen:]
+		if ino == 0 || string(name) == "." || string(name) == ".." {
+			continue
+		}
+		names = append(append(names, name...), 0)
+	}
+	return names
+}
+
+// statAll reads the metadata of each NUL-terminated name in names, relative
+// to the directory fd. The entries' names share one string.
+func statAll(fd int, names []byte, dir string) (entries []scanEntry, problems []rawProblem) {
+	if len(names) == 0 {
+		return nil, nil
+	}
+	n := 0
+	for _, c := range names {
+		if c == 0 {
+			n++
+		}
+	}
+	all := string(names)
+	entries = make([]scanEntry, 0, n)
+	var st stat
+	for start := 0; start < len(names); {
+		end := start
+		for names[end] != 0 {
+			end++
+		}
+		name := all[start:end]
+		err := lstatAt(fd, &names[start], name, &st)
+		start = end + 1
+		if err == unix.ENOENT {
+			continue
+		}
+		if err != nil {
+			problems = append(problems, rawProblem{name: name, err: &fs.PathError{Op: "lstat", Path: filepath.Join(dir, name), Err: err}})
+			continue
+		}
+		e := scanEntry{name: name}
+		e.mode = fs.FileMode(st.mode & 0o777)
+		e.sec, e.nsec = st.sec, st.nsec
+		switch st.mode & unix.S_IFMT {
+		case unix.S_IFREG:
+			e.size = st.size
+		case unix.S_IFDIR:
+			e.mode |= fs.ModeDir
+		case unix.S_IFLNK:
+			target, err := readlinkat(fd, name)
+			if err == unix.ENOENT {
+				continue
+			}
+			if err != nil {
+				problems = append(problems, rawProblem{name: name, err: &fs.PathError{Op: "readlink", Path: filepath.Join(dir, name), Err: err}})
+				continue
+			}
+			e.mode |= fs.ModeSymlink
+			e.link = filepath.ToSlash(target)
+			e.size = int64(len(e.link))
+		case unix.S_IFIFO:
+			e.mode |= fs.ModeNamedPipe
+		case unix.S_IFSOCK:
+			e.mode |= fs.ModeSocket
+		case unix.S_IFCHR:
+			e.mode |= fs.ModeDevice | fs.ModeCharDevice
+		case unix.S_IFBLK:
+			e.mode |= fs.ModeDevice
+		default:
+			e.mode |= fs.ModeIrregular
+		}
+		entries = append(entries, e)
+	}
+	return entries, problems
+}
+
+// stat is what a scan keeps of an entry's metadata.
+type stat struct {
+	mode uint32
+	size int64
+	sec  int64
+	nsec int32
+}
+
+// noStatx is set once statx turned out missing or forbidden (old kernels,
+// strict seccomp filters); fstatat serves from then on.
+var noStatx atomic.Bool
+
+// lstatAt reads the metadata of the entry name (NUL-terminated at cname)
+// in the directory dirfd, not following a symlink. statx takes the name
+// without a copy and can be told to fetch only the fields a scan needs.
+func lstatAt(dirfd int, cname *byte, name string, st *stat) error {
+	if !noStatx.Load() {
+		var sx unix.Statx_t
+		for {
+			_, _, errno := unix.Syscall6(unix.SYS_STATX, uintptr(dirfd), uintptr(unsafe.Pointer(cname)),
+				unix.AT_SYMLINK_NOFOLLOW|unix.AT_STATX_SYNC_AS_STAT,
+				unix.STATX_TYPE|unix.STATX_MODE|unix.STATX_SIZE|unix.STATX_MTIME,
+				uintptr(unsafe.Pointer(&sx)), 0)
+			switch errno {
+			case 0:
+				*st = stat{mode: uint32(sx.Mode), size: int64(sx.Size), sec: sx.Mtime.Sec, nsec: int32(sx.Mtime.Nsec)}
+				return nil
+			case unix.EINTR:
+				continue
+			case unix.ENOSYS, unix.EPERM:
+				noStatx.Store(true)
+			default:
+				return errno
+			}
+			break
+		}
+	}
+	var s unix.Stat_t
+	if err := unix.Fstatat(dirfd, name, &s, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return err
+	}
+	*st = stat{mode: s.Mode, size: s.Size, sec: s.Mtim.Sec, nsec: int32(s.Mtim.Nsec)}
+	return nil
+}
+
+func readlinkat(dirfd int, name string) (string, error) {
+	for size := 256; ; size *= 2 {
+		b := make([]byte, size)
+		n, err := unix.Readlinkat(dirfd, name, b)
+		if err != nil {
+			return "", err
+		}
+		if n < size {
+			return string(b[:n]), nil
+		}
+		if size > 1<<20 {
+			return "", fmt.Errorf("link target longer than %d bytes", size)
+		}
+	}
+}
