@@ -88,6 +88,13 @@ type Plan struct {
 // of a million uploads is allocated once; a plan with no ops takes one pass
 // and allocates nothing.
 func MakePlan(src, dst []backends.FileInfo, opts PlanOptions) Plan {
+	return makePlan(src, dst, opts, false)
+}
+
+// makePlan is MakePlan for lists from which entries that need nothing were
+// left out (see pruner); srcPruned says some source entry was, so the
+// source is not empty whatever the lists say.
+func makePlan(src, dst []backends.FileInfo, opts PlanOptions, srcPruned bool) Plan {
 	pl := &planner{opts: opts}
 	pl.src = pl.prepare(src, "source")
 	pl.dst = pl.prepare(dst, "target")
@@ -98,7 +105,7 @@ func MakePlan(src, dst []backends.FileInfo, opts PlanOptions) Plan {
 		switch {
 		case opts.Incomplete:
 			pl.refused = fmt.Errorf("%w: %d deletes not done", ErrIncompleteListing, n)
-		case (opts.Mode == Mirror || pl.archiving()) && pl.srcKept == 0:
+		case (opts.Mode == Mirror || pl.archiving()) && pl.srcKept == 0 && !srcPruned:
 			pl.refused = fmt.Errorf("%w: %d deletes not done", ErrSourceEmpty, n)
 		case opts.MaxDelete >= 0 && n > opts.MaxDelete:
 			pl.refused = fmt.Errorf("%w: %d planned, at most %d allowed: none done", ErrTooManyDeletes, n, opts.MaxDelete)

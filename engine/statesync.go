@@ -74,16 +74,45 @@ func (ts *StateSync) now() time.Time {
 // trusted, else a full listing that rebuilds it. Errors are those of
 // ListTarget, or of the state file.
 func (ts *StateSync) list(ctx context.Context, b backends.Backend, f *Filter, log *slog.Logger) (entries, partials []backends.FileInfo, problems []Problem, err error) {
-	ts.Stats = StateStats{}
-	h, err := ts.Store.Header()
+	h, partials, why, err := ts.trust(ctx, b, log)
 	if err != nil {
 		return nil, nil, nil, err
+	}
+	if why == "" {
+		entries, err = ts.Store.Entries()
+		if errors.Is(err, state.ErrCorrupt) {
+			if why, err = ts.corrupt(err, &h); err != nil {
+				return nil, nil, nil, err
+			}
+		} else if err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	if why == "" {
+		if err := ts.Store.Unmap(); err != nil {
+			return nil, nil, nil, err
+		}
+		log.Debug("target state trusted: planning without a listing", "entries", len(entries), "listed", h.ListedAt.Format(time.RFC3339))
+		return entries, partials, nil, nil
+	}
+	entries, partials, problems, err = ts.relist(ctx, b, f, log, h, why)
+	return entries, partials, problems, err
+}
+
+// trust decides whether the store can stand in for a listing: why is
+// empty when it can, and partials are those found beside the paths a cut
+// run left in flight, which are checked again first. Errors are those of
+// the state file, or of the target while checking.
+func (ts *StateSync) trust(ctx context.Context, b backends.Backend, log *slog.Logger) (h state.Header, partials []backends.FileInfo, why string, err error) {
+	ts.Stats = StateStats{}
+	h, err = ts.Store.Header()
+	if err != nil {
+		return h, nil, "", err
 	}
 	every := ts.RescanEvery
 	if every == 0 {
 		every = DefaultTargetRescanEvery
 	}
-	why := ""
 	switch {
 	case ts.Store.Rebuilt() != "" && h.ListedAt.IsZero():
 		why = "state file rebuilt: " + ts.Store.Rebuilt()
@@ -96,29 +125,24 @@ func (ts *StateSync) list(ctx context.Context, b backends.Backend, f *Filter, lo
 	}
 	if why == "" {
 		partials, why, err = ts.verify(ctx, b, log)
-		if err != nil {
-			return nil, nil, nil, err
-		}
 	}
-	if why == "" {
-		entries, err = ts.Store.Entries()
-		if errors.Is(err, state.ErrCorrupt) {
-			why = err.Error()
-			if err = ts.Store.Reset(); err != nil {
-				return nil, nil, nil, err
-			}
-			h.ListedAt = time.Time{}
-		} else if err != nil {
-			return nil, nil, nil, err
-		}
+	return h, partials, why, err
+}
+
+// corrupt empties a store whose records turned out undecodable, so that
+// it is rebuilt from a listing, and says why.
+func (ts *StateSync) corrupt(cause error, h *state.Header) (string, error) {
+	if err := ts.Store.Reset(); err != nil {
+		return "", err
 	}
-	if why == "" {
-		if err := ts.Store.Unmap(); err != nil {
-			return nil, nil, nil, err
-		}
-		log.Debug("target state trusted: planning without a listing", "entries", len(entries), "listed", h.ListedAt.Format(time.RFC3339))
-		return entries, partials, nil, nil
-	}
+	h.ListedAt = time.Time{}
+	return cause.Error(), nil
+}
+
+// relist lists the whole target for the reason why, counts the drift from
+// the store (unless it was never listed) and rebuilds the store from the
+// listing. Errors are those of ListTarget, or of the state file.
+func (ts *StateSync) relist(ctx context.Context, b backends.Backend, f *Filter, log *slog.Logger, h state.Header, why string) (entries, partials []backends.FileInfo, problems []Problem, err error) {
 	ts.Stats.Listed, ts.Stats.Why = true, why
 	log.Debug("listing the target", "why", why)
 	at := ts.now()

@@ -1,0 +1,111 @@
+package engine
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/ferrysync/ferry/engine/state"
+)
+
+// TestStreamedCorruptRecordRelists damages one record of a trusted store:
+// the merge meets it part way, and the run lists the target instead,
+// rebuilds the store and still makes the target equal to the source.
+func TestStreamedCorruptRecordRelists(t *testing.T) {
+	r := newStateRig(t)
+	r.streamed = true
+	ss := &StateSync{}
+	if _, _, err := r.run(context.Background(), ss); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(r.statePath, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte("entries")).Put([]byte("d3\x00sub\x00f2.txt"), []byte{0xff})
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	mkfile(t, r.src, "d4/late.txt", "late", time.Now())
+	rep, lists, err := r.run(context.Background(), ss)
+	if err != nil || !ss.Stats.Listed || lists == 0 || !strings.Contains(ss.Stats.Why, "corrupt") {
+		t.Fatalf("err %v, listed %v (%q), %d List calls; want a listing because of the damaged record", err, ss.Stats.Listed, ss.Stats.Why, lists)
+	}
+	if rep.Uploaded != 1 {
+		t.Errorf("uploaded %d, want only the new file", rep.Uploaded)
+	}
+	r.check()
+	if _, lists, err := r.run(context.Background(), ss); err != nil || lists != 0 || ss.Stats.Listed {
+		t.Errorf("after the rebuild: err %v, %d List calls, listed %v; want the store trusted again", err, lists, ss.Stats.Listed)
+	}
+}
+
+// TestStreamedPlanMatchesWhole changes the source in every way the
+// planner tells apart and checks that the plan made while scanning
+// against the store is the one MakePlan makes from a whole scan and every
+// record.
+func TestStreamedPlanMatchesWhole(t *testing.T) {
+	r := newStateRig(t)
+	r.streamed = true
+	if _, _, err := r.run(context.Background(), &StateSync{}); err != nil {
+		t.Fatal(err)
+	}
+	mt := time.Date(2025, 3, 4, 5, 6, 7, 890, time.UTC)
+	mkfile(t, r.src, "d0/sub/f1.txt", "changed size", mt)
+	mkfile(t, r.src, "d0/sub/f2.txt", "content 0 2", mt.Add(time.Hour))
+	mkfile(t, r.src, "new/deeper/n.txt", "n", mt)
+	if err := os.Remove(filepath.Join(r.src, "d1/sub/f3.txt")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(r.src, "d2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(r.src, "d3/sub/f4.txt"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(r.src, "link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("d0", filepath.Join(r.src, "link")); err != nil {
+		t.Fatal(err)
+	}
+	st, err := state.Open(r.statePath, state.Options{Target: r.dst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	records, err := st.Entries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _ := NewFilter(nil)
+	opts := PlanOptions{Mode: Mirror, MaxDelete: -1, Symlinks: true, Filter: f}
+	src, _, err := Scan(context.Background(), r.src, f, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := MakePlan(src, records, opts)
+	ss := &StateSync{Store: st}
+	b := &countingLists{Backend: localTarget(t, r.dst)}
+	got, listErr, err := ss.scanPlan(context.Background(), r.src, b, f, opts, nil)
+	if listErr != nil || err != nil || b.lists.Load() != 0 {
+		t.Fatalf("scanPlan: %v, %v, %d List calls", listErr, err, b.lists.Load())
+	}
+	if diff := samePlan(got.plan, want); diff != "" {
+		t.Errorf("streamed plan differs from MakePlan's: %s", diff)
+	}
+	if len(want.Ops) < 6 {
+		t.Errorf("only %d ops planned for six changes: %v", len(want.Ops), want.Ops)
+	}
+	if got.files != 41-8-1+1 {
+		t.Errorf("counted %d source files", got.files)
+	}
+}
