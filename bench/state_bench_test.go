@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +19,15 @@ import (
 //	                   to fill for three tools here)
 //	BENCH_MOVE_FILES   files of the renamed directory (default 1,000)
 //	BENCH_MOVE_KIB     size of each in KiB (default 1024: 1 GiB in all)
+//	BENCH_STATE_SRC    an existing tree to use as the no-op source instead
+//	                   of generating one (a million files take minutes to
+//	                   make; generate once, e.g. with GenTree, and reuse)
+//	BENCH_STATE_KEEP   a folder where the no-op targets and ferry's state
+//	                   are kept between runs: each tool fills its target
+//	                   only the first time, and nothing is removed
+//	BENCH_STATE_FERRY_BEFORE  another ferry binary (say, built from an
+//	                   older commit), run as "ferry-state-before" beside
+//	                   the others with its own target and state
 
 var (
 	stateTreeOnce sync.Once
@@ -30,6 +40,11 @@ var (
 // per folder, generated once.
 func stateTree(tb testing.TB) (string, int) {
 	stateTreeOnce.Do(func() {
+		if src := os.Getenv("BENCH_STATE_SRC"); src != "" {
+			stateTreeSrc = src
+			stateTreeN, stateTreeErr = countFiles(src)
+			return
+		}
 		n := envInt("BENCH_STATE_FILES", 200000)
 		stateTreeSrc = filepath.Join(work(tb), "src-state")
 		start := time.Now()
@@ -40,6 +55,46 @@ func stateTree(tb testing.TB) (string, int) {
 		tb.Fatalf("generate state tree: %v", stateTreeErr)
 	}
 	return stateTreeSrc, stateTreeN
+}
+
+// countFiles counts the regular files under root.
+func countFiles(root string) (int, error) {
+	n := 0
+	err := filepath.WalkDir(root, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			n++
+		}
+		return err
+	})
+	if err == nil && n == 0 {
+		err = fmt.Errorf("%s holds no files", root)
+	}
+	return n, err
+}
+
+// sameSizes checks that every file of src is in dst with its size and
+// mtime: the content check of sameTree reads two million files at the
+// scale of the no-op, which would take longer than the runs it checks.
+// Files the tools copied were checked whole when they were filled.
+func sameSizes(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		a, err := d.Info()
+		if err != nil {
+			return err
+		}
+		b, err := os.Lstat(filepath.Join(dst, rel))
+		if err != nil {
+			return fmt.Errorf("target differs from source: %w", err)
+		}
+		if a.Size() != b.Size() || !a.ModTime().Equal(b.ModTime()) {
+			return fmt.Errorf("target differs from source: %s: size %d mtime %v, want %d %v", rel, b.Size(), b.ModTime(), a.Size(), a.ModTime())
+		}
+		return nil
+	})
 }
 
 // BenchmarkStateNoOp runs each tool again over a destination it filled
@@ -57,7 +112,12 @@ func BenchmarkStateNoOp(b *testing.B) {
 	if ferryErr != nil {
 		why = ferryErr.Error()
 	}
-	stateDir := filepath.Join(work(b), "state-noop-state")
+	keep := os.Getenv("BENCH_STATE_KEEP")
+	base := keep
+	if base == "" {
+		base = filepath.Join(work(b), "state-noop")
+	}
+	stateDir := filepath.Join(base, "state")
 	env := rcloneEnv(b)
 	tools := []tool{
 		{name: "ferry-state", why: why, cmd: func(src, dst string) Command {
@@ -73,30 +133,48 @@ func BenchmarkStateNoOp(b *testing.B) {
 			return Command{Name: "rclone", Args: []string{"sync", "-q", src, dst}, Env: env}
 		}},
 	}
+	if before := os.Getenv("BENCH_STATE_FERRY_BEFORE"); before != "" {
+		s.Want(Ratio{Num: "ferry-state", Den: "ferry-state-before", Info: true})
+		beforeState := filepath.Join(base, "state-before")
+		tools = append(tools, tool{name: "ferry-state-before", cmd: func(src, dst string) Command {
+			return Command{Name: before, Args: []string{"sync", "-q", "--state-dir", beforeState, src, dst}}
+		}})
+	}
 	dsts := map[string]string{}
 	for _, t := range tools {
-		dst := filepath.Join(work(b), "state-noop", t.name)
+		dst := filepath.Join(base, t.name)
 		if err := os.MkdirAll(dst, 0o755); err != nil {
 			b.Fatal(err)
 		}
 		dsts[t.name] = dst
-		if t.why != "" {
+		filled := filepath.Join(base, t.name+".filled")
+		if _, err := os.Stat(filled); t.why != "" || keep != "" && err == nil {
 			continue
 		}
 		start := time.Now()
 		if _, err := Measure(b.Context(), t.cmd(src, dst)); err != nil {
 			b.Logf("no-op: first run of %s: %v", t.name, err)
+		} else if err := sameTree(src, dst); err != nil {
+			b.Logf("no-op: first run of %s: %v", t.name, err)
+		} else if keep != "" {
+			os.WriteFile(filled, nil, 0o644)
 		}
 		b.Logf("filled %s in %v", t.name, time.Since(start).Round(time.Second))
 	}
-	runSide(b, s, tools, side{src: src, prepare: func(t tool, rep int) string { return dsts[t.name] }, check: sameTree})
+	check := sameTree
+	if n > 200000 {
+		check = sameSizes
+	}
+	runSide(b, s, tools, side{src: src, prepare: func(t tool, rep int) string { return dsts[t.name] }, check: check})
 	for _, sum := range s.Summaries() {
 		if sum.Tool == "ferry-state" && sum.N > 0 {
 			s.Note("ferry-state peak RSS %s for %d files (the issue's bound: 300 MiB at 1,000,000 files)", mib(sum.MaxRSSKiB), n)
 		}
 	}
-	for _, d := range dsts {
-		os.RemoveAll(d)
+	if keep == "" {
+		for _, d := range dsts {
+			os.RemoveAll(d)
+		}
 	}
 	report(b, s)
 }
