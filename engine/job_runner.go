@@ -315,7 +315,7 @@ func (r *runner) full(ctx context.Context, it *item) error {
 		list = r.state.list
 	}
 	dst, partials, listProblems, err := list(ctx, r.target, r.j.filter, r.log)
-	if r.state != nil && err == nil {
+	if r.state != nil && (err == nil || errors.Is(err, backends.ErrNotExist)) {
 		r.listed()
 	}
 	switch {
