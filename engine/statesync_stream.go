@@ -12,13 +12,14 @@ import (
 	"github.com/ferrysync/ferry/engine/state"
 )
 
-// syncStreamed is SyncTargets for one target that keeps its state, in a
-// run that does not compare checksums. The scan of the source is merged,
-// entry by entry as it goes, with the store's records (read in the same
-// path order) or, when the store is not trusted, with a fresh listing, and
+// syncStreamed is SyncTargets for one target, in a run that neither
+// compares checksums nor is dry. The scan of the source is merged, entry
+// by entry as it goes, with the target's state (its records, read in the
+// same path order) or, without a trusted state, with a full listing, and
 // only what differs is kept for the planner: a run that changes little
-// holds the directories in flight, not the tree. The plan, its execution
-// and the result are those of syncOne; errors are as SyncTargets'.
+// holds the directories in flight, and no copy of the source tree. The
+// plan, its execution and the result are those of syncOne; errors are as
+// SyncTargets'.
 func syncStreamed(ctx context.Context, o *FanOutOptions, filter *Filter, log *slog.Logger) ([]TargetResult, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -71,7 +72,15 @@ func syncStreamed(ctx context.Context, o *FanOutOptions, filter *Filter, log *sl
 		popts.Versions = versions.Dir
 	}
 	st := t.State
-	sp, listErr, err := st.scanPlan(ctx, o.Source, t.Target, filter, popts, tlog)
+	var (
+		sp           statePlanned
+		listErr, err error
+	)
+	if st != nil {
+		sp, listErr, err = st.scanPlan(ctx, o.Source, t.Target, filter, popts, tlog)
+	} else {
+		sp, listErr, err = listPlan(ctx, o.Source, t.Target, filter, popts, tlog)
+	}
 	switch {
 	case ctx.Err() != nil:
 		return nil, ctx.Err()
@@ -99,10 +108,13 @@ func syncStreamed(ctx context.Context, o *FanOutOptions, filter *Filter, log *sl
 	exec.Partials = sp.partials
 	mopts := MoveOptions{ModifyWindow: popts.ModifyWindow, IgnoreModes: !chmod}
 	var rep Report
-	if versions != nil {
+	switch {
+	case versions != nil:
 		rep, res = runWithVersions(ctx, plan, o.Source, t.Target, exec, st, mopts, versions, res)
-	} else {
+	case st != nil:
 		rep = st.execute(ctx, plan, o.Source, t.Target, exec, mopts)
+	default:
+		rep = Execute(ctx, plan, o.Source, t.Target, exec)
 	}
 	rep.Problems = append(append(append([]Problem(nil), scanProblems...), sp.listProblems...), rep.Problems...)
 	rep.Skipped = append(special, rep.Skipped...)
@@ -162,6 +174,20 @@ func (ts *StateSync) scanPlan(ctx context.Context, source string, b backends.Bac
 	if err != nil {
 		return out, err, nil
 	}
+	return planListed(ctx, source, f, log, entries, partials, problems, opts)
+}
+
+// listPlan is scanPlan for a target without state: it is listed in full.
+func listPlan(ctx context.Context, source string, b backends.Backend, f *Filter, opts PlanOptions, log *slog.Logger) (statePlanned, error, error) {
+	entries, partials, problems, err := ListTarget(ctx, b, f, log)
+	if err != nil {
+		return statePlanned{}, err, nil
+	}
+	return planListed(ctx, source, f, log, entries, partials, problems, opts)
+}
+
+// planListed plans from a scan merged with a listing.
+func planListed(ctx context.Context, source string, f *Filter, log *slog.Logger, entries, partials []backends.FileInfo, problems []Problem, opts PlanOptions) (out statePlanned, listErr, err error) {
 	out.partials, out.listProblems = partials, problems
 	opts.Incomplete = opts.Incomplete || len(problems) > 0
 	out.streamed, err = planFromSource(ctx, source, f, log, &listStream{list: entries}, opts)

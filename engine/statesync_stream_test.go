@@ -109,3 +109,54 @@ func TestStreamedPlanMatchesWhole(t *testing.T) {
 		t.Errorf("counted %d source files", got.files)
 	}
 }
+
+// TestStreamedWithoutState runs syncStreamed on a target without state:
+// a first copy, a no-op, and a run with a change, a delete and an
+// unreadable directory, which holds the delete back.
+func TestStreamedWithoutState(t *testing.T) {
+	src, dst := t.TempDir(), t.TempDir()
+	mt := time.Date(2025, 3, 4, 5, 6, 7, 0, time.UTC)
+	mkfile(t, src, "a/one", "1", mt)
+	mkfile(t, src, "a/two", "22", mt)
+	mkfile(t, src, "b/three", "333", mt)
+	run := func() Report {
+		t.Helper()
+		f, _ := NewFilter(nil)
+		res, err := syncStreamed(context.Background(), &FanOutOptions{Source: src, MaxDelete: -1,
+			Targets: []FanOutTarget{{Target: localTarget(t, dst)}}}, f, nil)
+		if err != nil || len(res) != 1 {
+			t.Fatalf("syncStreamed: %v, %d results", err, len(res))
+		}
+		return res[0].Report
+	}
+	if rep := run(); rep.Uploaded != 3 || rep.SourceFiles != 3 || rep.SourceBytes != 6 {
+		t.Fatalf("first run: uploaded %d, source %d files %d bytes", rep.Uploaded, rep.SourceFiles, rep.SourceBytes)
+	}
+	if rep := run(); len(rep.Plan.Ops) != 0 {
+		t.Fatalf("no-op run planned %v", rep.Plan.Ops)
+	}
+	mkfile(t, src, "a/one", "changed", mt)
+	if err := os.Remove(filepath.Join(src, "a/two")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { readDirFault = nil })
+	locked := filepath.Join(src, "b")
+	readDirFault = func(path string) error {
+		if path == locked {
+			return os.ErrPermission
+		}
+		return nil
+	}
+	rep := run()
+	if rep.Uploaded != 1 || rep.Deleted != 0 || rep.DeletesRefused == nil || len(rep.Problems) == 0 {
+		t.Errorf("with an unreadable directory: uploaded %d, deleted %d, refused %v, problems %v; want the upload, no delete",
+			rep.Uploaded, rep.Deleted, rep.DeletesRefused, rep.Problems)
+	}
+	readDirFault = nil
+	if rep := run(); rep.Deleted != 1 {
+		t.Errorf("once readable: deleted %d, want 1", rep.Deleted)
+	}
+	if d := diffTrees(tree(t, src, false), tree(t, dst, false)); d != "" {
+		t.Errorf("target differs from the source:\n%s", d)
+	}
+}

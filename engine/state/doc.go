@@ -10,4 +10,8 @@
 // after a crash only those are checked again on the target. A file that is
 // corrupt, of another format version, or made for another target is moved
 // aside and rebuilt from a listing, never trusted.
+//
+// Records are keyed so that their byte order is the engine's path order: a
+// run reads them with a Reader, one at a time beside its scan of the
+// source, and holds none of them for long.
 package state
