@@ -96,6 +96,12 @@ func SyncTargets(ctx context.Context, opts FanOutOptions) ([]TargetResult, error
 	if err := checkSourceRoot(opts.Source); err != nil {
 		return nil, err
 	}
+	if len(opts.Targets) == 1 && opts.Targets[0].State != nil && !opts.DryRun && !opts.Checksum {
+		// One target with its state (Sync, and jobs of one target): the
+		// scan is planned against the state as it goes, so that a run
+		// holds what differs, not two trees.
+		return syncStreamed(ctx, &opts, filter, log)
+	}
 
 	// The scan runs beside the listings; each target waits for it. When
 	// every target has failed before needing it, it is cut short.

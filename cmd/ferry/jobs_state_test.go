@@ -300,7 +300,7 @@ func TestWatchCommandKeepsState(t *testing.T) {
 		t.Errorf("the first watch did not list the target:\n%s", log)
 	}
 	log = watch(func() {})
-	if !strings.Contains(log, "planning without a listing") || strings.Contains(log, "listing the target") {
+	if !strings.Contains(log, "target state trusted") || strings.Contains(log, "listing the target") {
 		t.Errorf("the restart did not plan from the state:\n%s", log)
 	}
 	if !strings.Contains(log, "msg=target") || !strings.Contains(log, " uploaded=0 ") {
@@ -308,7 +308,7 @@ func TestWatchCommandKeepsState(t *testing.T) {
 	}
 	// ferry sync reads the same state: nothing to list, nothing to copy.
 	code, stdout, stderr := runFerry(t, "-v", "sync", "--state-dir", stateDir, src, out)
-	if code != exitOK || !strings.Contains(stderr, "planning without a listing") || !strings.Contains(stdout, "copied 0 files") {
+	if code != exitOK || !strings.Contains(stderr, "target state trusted") || !strings.Contains(stdout, "copied 0 files") {
 		t.Errorf("sync after watch: exit %d\n%s%s", code, stdout, stderr)
 	}
 }
