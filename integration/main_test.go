@@ -12,6 +12,23 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	os.Exit(runTests(m))
+}
+
+// runTests is TestMain's body, so that its deferred clean-ups run before
+// the process exits.
+func runTests(m *testing.M) int {
+	// `ferry run` keeps its jobs' state by default: a test that names no
+	// state_dir must not leave state files in the home directory.
+	if os.Getenv("XDG_STATE_HOME") == "" {
+		dir, err := os.MkdirTemp("", "ferry-integration-state-")
+		if err != nil {
+			os.Stderr.WriteString(err.Error() + "\n")
+			return 1
+		}
+		os.Setenv("XDG_STATE_HOME", dir)
+		defer os.RemoveAll(dir)
+	}
 	code := m.Run()
 	ferrybin.Remove()
 	if code == 0 {
@@ -20,7 +37,7 @@ func TestMain(m *testing.M) {
 			code = 1
 		}
 	}
-	os.Exit(code)
+	return code
 }
 
 // testSeed returns FERRY_TEST_SEED when set, else a fresh seed, and logs it

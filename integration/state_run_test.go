@@ -17,16 +17,6 @@ import (
 	"github.com/ferrysync/ferry/integration/treecheck"
 )
 
-// `ferry run` keeps its jobs' state by default: a test that names no
-// state_dir must not leave state files in the home directory.
-func init() {
-	if os.Getenv("XDG_STATE_HOME") == "" {
-		if d, err := os.MkdirTemp("", "ferry-integration-state-"); err == nil {
-			os.Setenv("XDG_STATE_HOME", d)
-		}
-	}
-}
-
 // runJobState opens the state `ferry run` keeps for job's local target
 // named target at dst (see cmd/ferry: one file per job and target).
 func runJobState(t *testing.T, stateDir, job, target, dst string) *state.Store {
