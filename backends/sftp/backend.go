@@ -32,6 +32,10 @@ type Backend struct {
 	closed    atomic.Bool
 	closeOnce sync.Once
 
+	warmCtx    context.Context // background dials; cancelled by Close
+	warmCancel context.CancelFunc
+	warmWG     sync.WaitGroup
+
 	splitAt int64 // uploads with this much left to send use two connections
 
 	verifiedBy sync.Map // verification methods used so far, logged once each
@@ -61,6 +65,7 @@ func Dial(ctx context.Context, cfg Config) (*Backend, error) {
 	}
 	b := &Backend{cfg: r, hk: hk, keys: k, log: r.Logger, root: path.Clean(r.Root),
 		slots: make([]slot, r.Connections), splitAt: splitThreshold}
+	b.warmCtx, b.warmCancel = context.WithCancel(context.Background())
 	c, err := b.connAt(ctx, 0)
 	if err != nil {
 		return nil, fmt.Errorf("sftp %s: %w", r.addr, err)
@@ -89,6 +94,8 @@ func Dial(ctx context.Context, cfg Config) (*Backend, error) {
 func (b *Backend) Close() error {
 	b.closeOnce.Do(func() {
 		b.closed.Store(true)
+		b.warmCancel()
+		b.warmWG.Wait()
 		for i := range b.slots {
 			s := &b.slots[i]
 			s.mu.Lock()
@@ -186,8 +193,9 @@ func (b *Backend) Stat(ctx context.Context, p string) (backends.FileInfo, error)
 	return out, err
 }
 
-// List returns the children of dir. A name from the server that fails
-// backends.CheckName fails the whole listing with ErrUnsafePath. See
+// List returns the children of dir. Names from the server that fail
+// backends.CheckName are left out and reported, together with the valid
+// entries, in an error wrapping ErrUnsafePath (permanent). See
 // backends.Backend.
 func (b *Backend) List(ctx context.Context, dir string) ([]backends.FileInfo, error) {
 	var out []backends.FileInfo
@@ -198,9 +206,12 @@ func (b *Backend) List(ctx context.Context, dir string) ([]backends.FileInfo, er
 			return err
 		}
 		out = make([]backends.FileInfo, 0, len(fis))
+		var bad []error
 		for _, fi := range fis {
 			if err := backends.CheckName(fi.Name()); err != nil {
-				return fmt.Errorf("entry of %s: %w", full, err)
+				b.log.Warn("skipping a name ferry does not handle", "dir", full, "name", fmt.Sprintf("%q", fi.Name()))
+				bad = append(bad, err)
+				continue
 			}
 			info := toInfo(backends.Join(dir, fi.Name()), fi)
 			if info.IsSymlink() {
@@ -209,6 +220,9 @@ func (b *Backend) List(ctx context.Context, dir string) ([]backends.FileInfo, er
 				}
 			}
 			out = append(out, info)
+		}
+		if len(bad) > 0 {
+			return fmt.Errorf("entries of %s: %d names skipped: %w", full, len(bad), errors.Join(bad...))
 		}
 		return nil
 	})

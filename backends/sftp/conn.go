@@ -301,9 +301,10 @@ func isNetErr(err error) bool {
 
 // slot is one place in the connection pool, rebuilt on use after a loss.
 type slot struct {
-	mu  sync.Mutex
-	c   *conn
-	cur atomic.Pointer[conn] // c, readable without mu
+	mu      sync.Mutex
+	c       *conn
+	cur     atomic.Pointer[conn] // c, readable without mu
+	warming atomic.Bool          // a background dial of this slot is under way
 }
 
 // conn returns the live connection of slot i, dialling it first if it is
@@ -339,9 +340,39 @@ func (b *Backend) connAt(ctx context.Context, i int) (*conn, error) {
 	return c, nil
 }
 
-// get returns a live connection, spreading callers over the pool.
+// get returns a live connection, spreading callers over the pool. A slot
+// without a live connection is dialled in the background while another
+// live one serves the caller, so the pool grows (or heals) only as calls
+// overlap and no call waits for a dial while a connection is up.
 func (b *Backend) get(ctx context.Context) (*conn, error) {
-	return b.connAt(ctx, int(b.rr.Add(1)))
+	i := int(b.rr.Add(1)) % len(b.slots)
+	if c := b.slots[i].peek(); c != nil && c.alive() {
+		return c, nil
+	}
+	for j := 1; j < len(b.slots); j++ {
+		if c := b.slots[(i+j)%len(b.slots)].peek(); c != nil && c.alive() {
+			b.warm(i)
+			return c, nil
+		}
+	}
+	return b.connAt(ctx, i)
+}
+
+// warm dials slot i in the background unless a dial of it is under way.
+// Close cancels it and waits for it.
+func (b *Backend) warm(i int) {
+	s := &b.slots[i]
+	if !s.warming.CompareAndSwap(false, true) {
+		return
+	}
+	b.warmWG.Add(1)
+	go func() {
+		defer b.warmWG.Done()
+		defer s.warming.Store(false)
+		if _, err := b.connAt(b.warmCtx, i); err != nil {
+			b.log.Debug("sftp background dial failed", "addr", b.cfg.addr, "conn", i, "err", err)
+		}
+	}()
 }
 
 var errClosed = backends.Permanent(errors.New("sftp backend is closed"))

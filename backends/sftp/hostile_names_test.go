@@ -69,8 +69,8 @@ func (c craftedInfo) Sys() any           { return nil }
 // server could send. The client library drops "." and ".." and keeps only
 // the last element of a name with slashes (so "../../etc/passwd" comes back
 // as a direct child named "passwd", which cannot leave the directory);
-// every other unsafe name must fail the listing with ErrUnsafePath and never
-// come back as an entry.
+// every other unsafe name is left out and reported with ErrUnsafePath,
+// while the safe entries of the same directory still come back.
 func TestListRefusesHostileNames(t *testing.T) {
 	cases := []struct {
 		name, entry string
@@ -128,6 +128,9 @@ func TestListRefusesHostileNames(t *testing.T) {
 			}
 			if !errors.Is(err, backends.ErrUnsafePath) {
 				t.Fatalf("List with an entry named %q: %v, want ErrUnsafePath", tc.entry, err)
+			}
+			if len(es) != 1 || es[0].Path != "good" || es[0].Size != 10 {
+				t.Errorf("List = %+v; want the safe entry \"good\" beside the error", es)
 			}
 			if !backends.IsPermanent(err) {
 				t.Errorf("a hostile listing should not be retried: %v", err)

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
@@ -39,6 +41,9 @@ type rawSession struct {
 	out      []byte // requests queued, not yet written
 	spare    []byte
 	flushing bool // a caller is writing out; others only queue
+	// dispatching is set while readLoop hands out answers that arrived
+	// together; requests queued meanwhile wait for its flush.
+	dispatching atomic.Bool
 }
 
 // rawCall is one request awaiting its answer.
@@ -112,11 +117,19 @@ func openRawSession(client *ssh.Client, wg *sync.WaitGroup) (*rawSession, error)
 	return rs, nil
 }
 
-// readLoop hands each answer to its call until the session ends.
-func (rs *rawSession) readLoop(r io.Reader) {
+// readLoop hands each answer to its call until the session ends. Answers
+// that arrived together are handed out together, and what their callers
+// ask next goes out in one write once they had a chance to ask: requests
+// then travel in batches, and so do the server's answers.
+func (rs *rawSession) readLoop(br *bufio.Reader) {
 	var hdr [4]byte
 	for {
-		b, err := readPacket(r, hdr[:])
+		if rs.dispatching.Load() && !wholePacketBuffered(br) {
+			runtime.Gosched()
+			rs.dispatching.Store(false)
+			rs.flushNow()
+		}
+		b, err := readPacket(br, hdr[:])
 		if err == nil && len(b) < 5 {
 			err = errShortPacket
 		}
@@ -134,8 +147,19 @@ func (rs *rawSession) readLoop(r io.Reader) {
 			return
 		}
 		call.typ, call.body = b[0], b[5:]
+		rs.dispatching.Store(true)
 		close(call.done)
 	}
+}
+
+// wholePacketBuffered reports whether br holds a whole packet, which can
+// be read without waiting.
+func wholePacketBuffered(br *bufio.Reader) bool {
+	if br.Buffered() < 4 {
+		return false
+	}
+	h, _ := br.Peek(4)
+	return uint32(br.Buffered()-4) >= binary.BigEndian.Uint32(h)
 }
 
 // fail ends the session: pending and later calls fail with err.
@@ -183,6 +207,13 @@ func (rs *rawSession) queue(typ byte, body func([]byte) []byte) *rawCall {
 // them and the socket. A write that blocks (the server's window is full)
 // ends when the connection is closed, like every other call on it.
 func (rs *rawSession) flush() {
+	if rs.dispatching.Load() {
+		return // readLoop writes it out once it has handed out the answers
+	}
+	rs.flushNow()
+}
+
+func (rs *rawSession) flushNow() {
 	rs.wmu.Lock()
 	if rs.flushing {
 		rs.wmu.Unlock()

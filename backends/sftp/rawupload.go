@@ -45,12 +45,12 @@ func (u *upload) createRaw(ctx context.Context) (*rawFile, error) {
 }
 
 // runRaw uploads into a partial createRaw made. The requests of each phase
-// go out together: the writes with a size check, then (once all writes are
-// confirmed, so an incomplete partial is never readable by others) the
-// source's mode and mtime with the close, then the rename that publishes.
+// go out together: the writes, then, once all of them are confirmed (so an
+// incomplete partial is never readable by others, nor published), the
+// source's mode and mtime with the close and the rename that publishes.
 func (u *upload) runRaw(ctx context.Context, res *backends.UploadResult, f *rawFile) (err error) {
 	b, c, src := u.b, u.c, u.src
-	var extra []io.WriteCloser
+	var extra []writerAtCloser
 	defer func() {
 		for _, f2 := range extra {
 			f2.Close()
@@ -74,7 +74,7 @@ func (u *upload) runRaw(ctx context.Context, res *backends.UploadResult, f *rawF
 			return u.noSpace(err)
 		}
 	} else {
-		res.Sent, err = u.write(ctx, 0, []io.WriterAt{f}, func(f2 io.WriteCloser) { extra = append(extra, f2) })
+		res.Sent, err = u.write(ctx, 0, []io.WriterAt{f}, func(f2 writerAtCloser) { extra = append(extra, f2) })
 		if err != nil {
 			return err
 		}
@@ -101,29 +101,41 @@ func (u *upload) runRaw(ctx context.Context, res *backends.UploadResult, f *rawF
 	if call := f.queueClose(); call != nil {
 		seal = append(seal, call)
 	}
+	// Without a content check to run first, the rename goes out with the
+	// seal: every write is confirmed by now, so what it publishes is
+	// whole; a seal that fails after all is reported, and the retry
+	// publishes the file again.
+	wait := seal
+	var ren *rawCall
+	if b.cfg.Verify == VerifyNone && rs.posixRename {
+		ren = rs.rename(u.partial, u.final)
+		wait = append(wait, ren)
+	}
 	rs.flush()
-	if err := u.await(ctx, seal); err != nil {
+	if err := u.await(ctx, wait); err != nil {
 		return err
 	}
+	var sealErr error
 	for _, call := range seal {
-		if err := call.status(); err != nil {
-			return u.noSpace(err)
+		if err := call.status(); err != nil && sealErr == nil {
+			sealErr = u.noSpace(err)
 		}
 	}
-	if b.cfg.Verify != VerifyNone || !rs.posixRename {
+	if ren == nil {
+		if sealErr != nil {
+			return sealErr
+		}
 		return u.step(ctx, func() error { return u.publish(ctx, res) })
+	}
+	if err := ren.status(); err != nil {
+		return u.renameFailed(err)
+	}
+	if sealErr != nil {
+		return fmt.Errorf("published %s, but setting its mode and mtime failed: %w", u.final, sealErr)
 	}
 	res.Verified = "size"
 	if _, seen := b.verifiedBy.LoadOrStore(res.Verified, true); !seen {
 		b.log.Info("uploads are verified", "how", res.Verified, "asked", string(b.cfg.Verify), "addr", b.cfg.addr)
-	}
-	ren := rs.rename(u.partial, u.final)
-	rs.flush()
-	if err := ren.wait(ctx); err != nil {
-		return err
-	}
-	if err := ren.status(); err != nil {
-		return u.renameFailed(err)
 	}
 	return nil
 }

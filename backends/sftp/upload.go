@@ -141,7 +141,7 @@ func (u *upload) runFile(ctx context.Context, res *backends.UploadResult, f *sft
 		private = make(chan error, 1)
 		go func() { private <- f.Chmod(0o600) }()
 	}
-	sent, err := u.write(ctx, res.Resumed, files, func(f2 io.WriteCloser) { closers = append(closers, f2) })
+	sent, err := u.write(ctx, res.Resumed, files, func(f2 writerAtCloser) { closers = append(closers, f2) })
 	res.Sent = sent
 	if private != nil {
 		if perr := <-private; err == nil {
@@ -169,10 +169,17 @@ func (u *upload) runFile(ctx context.Context, res *backends.UploadResult, f *sft
 	return u.step(ctx, func() error { return u.publish(ctx, res) })
 }
 
+// writerAtCloser is an open handle on the partial, of pkg/sftp or of the
+// connection's own session.
+type writerAtCloser interface {
+	io.WriterAt
+	io.Closer
+}
+
 // write sends src[from:] through the pipeline over files, adding a second
 // connection for a large remainder (its handle is given to addCloser), and
 // returns the bytes acknowledged.
-func (u *upload) write(ctx context.Context, from int64, files []io.WriterAt, addCloser func(io.WriteCloser)) (int64, error) {
+func (u *upload) write(ctx context.Context, from int64, files []io.WriterAt, addCloser func(writerAtCloser)) (int64, error) {
 	b, c, src := u.b, u.c, u.src
 	conns := []*conn{c}
 	if src.Size()-from >= b.splitAt && len(b.slots) > 1 {
@@ -288,17 +295,28 @@ func (u *upload) resumePartial(createErr error) (f *sftp.File, resumed int64, er
 
 // second opens the partial on another pooled connection, so a large file
 // moves over two streams. Failing that, the upload goes on with one.
-func (u *upload) second(ctx context.Context) (*conn, *sftp.File) {
+func (u *upload) second(ctx context.Context) (*conn, writerAtCloser) {
 	c2, err := u.b.connAt(ctx, u.c.id+1)
 	if err != nil || c2 == u.c {
 		return nil, nil
 	}
-	var f *sftp.File
-	err = callCtx(ctx, func() error {
-		var err error
-		f, err = c2.sftp.OpenFile(u.partial, os.O_WRONLY)
-		return err
-	})
+	var f writerAtCloser
+	if rs := c2.raw; rs != nil {
+		call := rs.open(u.partial, fxfWrite, rawAttrs{})
+		rs.flush()
+		if err = call.wait(ctx); err == nil {
+			var h string
+			if h, err = call.handle(); err == nil {
+				f = &rawFile{rs: rs, h: h}
+			}
+		}
+	} else {
+		err = callCtx(ctx, func() error {
+			var err error
+			f, err = c2.sftp.OpenFile(u.partial, os.O_WRONLY)
+			return err
+		})
+	}
 	if err != nil {
 		u.b.log.Debug("second connection unavailable for upload", "path", u.p, "err", err)
 		return nil, nil
