@@ -28,7 +28,10 @@ const (
 	chunkSize = 1 << 20
 )
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
+var (
+	bufPool   = sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
+	smallPool = sync.Pool{New: func() any { b := make([]byte, smallCopy); return &b }}
+)
 
 // errBusy: another upload, in this process or another, holds the partial.
 var errBusy = errors.New("partial file is being written by another upload")
@@ -310,16 +313,15 @@ func copyChunks(ctx context.Context, fd int, src backends.Source, off, size int6
 	if off >= size {
 		return 0, nil
 	}
-	// A small file is read into a buffer of its own size: a pooled 1 MiB
-	// buffer would be dirtied and zeroed for a few KiB.
-	var buf []byte
+	// Small files, most of a tree, take small buffers, so that a few dozen
+	// concurrent uploads do not each keep a chunk-sized one in use.
+	pool := &bufPool
 	if size-off <= smallCopy {
-		buf = make([]byte, size-off)
-	} else {
-		bp := bufPool.Get().(*[]byte)
-		defer bufPool.Put(bp)
-		buf = *bp
+		pool = &smallPool
 	}
+	bp := pool.Get().(*[]byte)
+	defer pool.Put(bp)
+	buf := *bp
 	var sent int64
 	flushed := off
 	for off < size {
@@ -349,7 +351,7 @@ func copyChunks(ctx context.Context, fd int, src backends.Source, off, size int6
 	return sent, nil
 }
 
-// smallCopy is the largest copy that gets a buffer of its own size.
+// smallCopy is the size of the buffers for small files.
 const smallCopy = 64 << 10
 
 // seal gives the written partial src's mode and mtime. A resumed partial,
