@@ -61,8 +61,10 @@ func newDirCache(root *os.Root) (*dirCache, error) {
 }
 
 // open opens dir through os.Root, which refuses a path that leaves it.
+// O_DIRECTORY keeps a FIFO or device under the name from being opened (a
+// FIFO would block the open).
 func (c *dirCache) open(dir string) (*dirHandle, error) {
-	f, err := c.root.Open(rel(dir))
+	f, err := c.root.OpenFile(rel(dir), os.O_RDONLY|syscall.O_DIRECTORY, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -5,7 +5,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ferrysync/ferry/backends"
 	"github.com/ferrysync/ferry/backends/backendtest"
@@ -115,5 +117,30 @@ func mustDo(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestUploadUnderNonDirectory: a parent path that is a file or a FIFO is
+// refused without blocking (opening a FIFO for reading waits for a writer).
+func TestUploadUnderNonDirectory(t *testing.T) {
+	b := newTestBackend(t, Options{NoFsync: true})
+	mustDo(t, os.WriteFile(filepath.Join(b.name, "file"), nil, 0o644))
+	mustDo(t, syscall.Mkfifo(filepath.Join(b.name, "fifo"), 0o644))
+	for _, parent := range []string{"file", "fifo"} {
+		t.Run(parent, func(t *testing.T) {
+			done := make(chan error, 1)
+			go func() {
+				_, err := b.Upload(t.Context(), parent+"/x", backendtest.NewBytes([]byte("x"), backendtest.BaseTime))
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				if !errors.Is(err, syscall.ENOTDIR) {
+					t.Errorf("upload under a %s: %v, want ENOTDIR", parent, err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("upload under a %s blocked", parent)
+			}
+		})
 	}
 }
