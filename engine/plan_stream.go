@@ -139,7 +139,16 @@ type targetStream interface {
 	meta() (backends.FileInfo, error)
 	// info returns the whole current entry.
 	info() (backends.FileInfo, error)
+	// incomplete reports, once the stream has ended, that entries may be
+	// missing from it (a directory could not be listed).
+	incomplete() bool
 }
+
+// targetError marks a failure of the target stream, as against the scan.
+type targetError struct{ err error }
+
+func (e *targetError) Error() string { return e.err.Error() }
+func (e *targetError) Unwrap() error { return e.err }
 
 // listStream is a targetStream over a sorted listing.
 type listStream struct {
@@ -154,6 +163,7 @@ func (l *listStream) next() (bool, error) {
 func (l *listStream) appendPath(b []byte) []byte       { return append(b, l.list[l.i-1].Path...) }
 func (l *listStream) meta() (backends.FileInfo, error) { return l.list[l.i-1], nil }
 func (l *listStream) info() (backends.FileInfo, error) { return l.list[l.i-1], nil }
+func (l *listStream) incomplete() bool                 { return false }
 
 // streamed is what planFromSource found.
 type streamed struct {
@@ -168,7 +178,8 @@ type streamed struct {
 // entry, with the target stream tgt, keeping only what differs, then plans
 // (opts.Incomplete is set as well when the scan had problems). The plan is
 // the one MakePlan makes from Scan's entries and the whole target. Errors
-// are those of Scan (an unusable root, cancellation) and of the stream.
+// are those of Scan (an unusable root, cancellation) and of the stream
+// (a *targetError).
 func planFromSource(ctx context.Context, root string, f *Filter, log *slog.Logger, tgt targetStream, opts PlanOptions) (streamed, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -178,7 +189,14 @@ func planFromSource(ctx context.Context, root string, f *Filter, log *slog.Logge
 	var sPath, dPath []byte
 	var sDir string
 	var sE *scanEntry
-	dOK, err := tgt.next()
+	next := func() (bool, error) {
+		ok, err := tgt.next()
+		if err != nil {
+			err = &targetError{err}
+		}
+		return ok, err
+	}
+	dOK, err := next()
 	if err != nil {
 		return out, err
 	}
@@ -200,7 +218,7 @@ func planFromSource(ctx context.Context, root string, f *Filter, log *slog.Logge
 				}
 				p.keep(nil, &d)
 			}
-			if dOK, err = tgt.next(); err != nil {
+			if dOK, err = next(); err != nil {
 				return err
 			}
 			if dOK {
@@ -252,7 +270,7 @@ func planFromSource(ctx context.Context, root string, f *Filter, log *slog.Logge
 			p.keep(&s, d)
 		}
 		if d != nil {
-			if dOK, err = tgt.next(); err == nil && dOK {
+			if dOK, err = next(); err == nil && dOK {
 				dPath = tgt.appendPath(dPath[:0])
 			}
 		}
@@ -264,7 +282,7 @@ func planFromSource(ctx context.Context, root string, f *Filter, log *slog.Logge
 	if err != nil {
 		return streamed{}, err
 	}
-	opts.Incomplete = opts.Incomplete || Incomplete(out.problems)
+	opts.Incomplete = opts.Incomplete || Incomplete(out.problems) || tgt.incomplete()
 	out.plan = p.plan(opts)
 	log.Debug("planned while scanning", "source", out.entries, "kept-source", len(p.src), "kept-target", len(p.dst))
 	return out, nil

@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"container/heap"
 	"context"
-	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -27,7 +26,6 @@ type scanEntry struct {
 	sec  int64
 	nsec int32
 	mode fs.FileMode
-	sub  *dirJob // the read of this directory's contents, for directories
 }
 
 func (e *scanEntry) modTime() time.Time { return time.Unix(e.sec, int64(e.nsec)) }
@@ -37,17 +35,45 @@ func (e *scanEntry) info(path string) backends.FileInfo {
 	return backends.FileInfo{Path: path, Size: e.size, ModTime: e.modTime(), Mode: e.mode, LinkTarget: e.link}
 }
 
-// dirJob is the read of one directory, done by a walker's worker ahead of
-// the consumer or by the consumer itself when it gets there first.
-type dirJob struct {
+// treeWalk reads a tree with a few goroutines and hands its entries out
+// one by one in ComparePaths order (a directory before its contents).
+// Workers read the directories the consumer will reach next, at most
+// window of them ahead, so memory follows the directories in flight, not
+// the size of the tree. E is what one directory's read returns per entry.
+type treeWalk[E any] struct {
+	ctx context.Context
+	// read lists the directory at path: its entries sorted by name and
+	// problems with single entries; err when the directory itself could
+	// not be read (the entries read so far may come with it). Called from
+	// several goroutines at once.
+	read func(path string) ([]E, []Problem, error)
+	// enter returns the path of the directory e is, when the walk goes
+	// into it.
+	enter func(dir string, e *E) (string, bool)
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	queue   jobHeap[E] // known, not yet read; the least path is read first
+	ahead   int        // jobs read or being read and not yet consumed
+	window  int
+	stopped bool
+	wg      sync.WaitGroup
+
+	stack []walkFrame[E]
+}
+
+// dirJob is the read of one directory, done by a worker ahead of the
+// consumer or by the consumer itself when it gets there first.
+type dirJob[E any] struct {
 	path  string // relative to the root, slash-separated; "" for the root
-	state int    // jobQueued, jobReading or jobDone; guarded by walker.mu
-	at    int    // index in walker.queue while queued
+	state int    // jobQueued, jobReading or jobDone; guarded by treeWalk.mu
+	at    int    // index in treeWalk.queue while queued
 	done  chan struct{}
 
-	entries  []scanEntry // sorted by name
+	entries  []E
+	subs     []*dirJob[E] // the reads of the entries that are entered
 	problems []Problem
-	err      error // the directory could not be read (entries is empty)
+	err      error
 }
 
 const (
@@ -56,57 +82,31 @@ const (
 	jobDone
 )
 
-// walker reads a local tree with a few goroutines and hands its entries
-// out one by one in ComparePaths order (a directory before its contents).
-// Workers read the directories the consumer will reach next, at most
-// window of them ahead, so memory follows the directories in flight, not
-// the size of the tree.
-type walker struct {
-	ctx  context.Context
-	root string
-	f    *Filter
-	log  *slog.Logger
-
-	mu      sync.Mutex
-	cond    *sync.Cond
-	queue   jobHeap // known, not yet read; the least path is read first
-	ahead   int     // jobs read or being read and not yet consumed
-	window  int
-	stopped bool
-	wg      sync.WaitGroup
-
-	stack []walkFrame
-}
-
-type walkFrame struct {
-	job *dirJob
+type walkFrame[E any] struct {
+	job *dirJob[E]
 	i   int
 }
 
-// scanWorkers is how many goroutines read directories: the reads are
-// system calls that mostly wait on the kernel, so twice the cores keeps
-// them busy, and a few more help a cold cache.
+// scanWorkers is how many goroutines read local directories: the reads
+// are system calls that mostly wait on the kernel, so twice the cores
+// keeps them busy, and a few more help a cold cache.
 func scanWorkers() int { return min(max(2*runtime.GOMAXPROCS(0), 2), 8) }
 
-// newWalker starts a walk of root; root must be a readable directory (the
-// caller has checked). Close must be called.
-func newWalker(ctx context.Context, root string, f *Filter, log *slog.Logger) *walker {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	w := &walker{ctx: ctx, root: root, f: f, log: log, window: 64}
+// startWalk starts the workers of w (ctx, read and enter set). Close must
+// be called.
+func (w *treeWalk[E]) start(workers, window int) {
+	w.window = window
 	w.cond = sync.NewCond(&w.mu)
-	rootJob := &dirJob{done: make(chan struct{})}
+	rootJob := &dirJob[E]{done: make(chan struct{})}
 	heap.Push(&w.queue, rootJob)
-	w.stack = []walkFrame{{job: rootJob, i: -1}}
-	for range scanWorkers() {
+	w.stack = []walkFrame[E]{{job: rootJob, i: -1}}
+	for range workers {
 		w.wg.Go(w.work)
 	}
-	return w
 }
 
 // Close stops the workers and waits for them.
-func (w *walker) Close() {
+func (w *treeWalk[E]) Close() {
 	w.mu.Lock()
 	w.stopped = true
 	w.cond.Broadcast()
@@ -114,7 +114,7 @@ func (w *walker) Close() {
 	w.wg.Wait()
 }
 
-func (w *walker) work() {
+func (w *treeWalk[E]) work() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for {
@@ -124,27 +124,30 @@ func (w *walker) work() {
 		if w.stopped {
 			return
 		}
-		j := heap.Pop(&w.queue).(*dirJob)
+		j := heap.Pop(&w.queue).(*dirJob[E])
 		j.state = jobReading
 		w.ahead++
 		w.mu.Unlock()
-		w.read(j)
+		w.readJob(j)
 		w.mu.Lock()
 	}
 }
 
-// read lists the directory of j and queues its subdirectories.
-func (w *walker) read(j *dirJob) {
+// readJob reads the directory of j and queues its subdirectories.
+func (w *treeWalk[E]) readJob(j *dirJob[E]) {
 	if err := w.ctx.Err(); err != nil {
 		j.err = err
 	} else {
-		j.entries, j.problems, j.err = w.readDir(j.path)
+		j.entries, j.problems, j.err = w.read(j.path)
 	}
 	w.mu.Lock()
 	for k := range j.entries {
-		if e := &j.entries[k]; e.mode.IsDir() {
-			e.sub = &dirJob{path: backends.Join(j.path, e.name), done: make(chan struct{})}
-			heap.Push(&w.queue, e.sub)
+		if sub, ok := w.enter(j.path, &j.entries[k]); ok {
+			if j.subs == nil {
+				j.subs = make([]*dirJob[E], len(j.entries))
+			}
+			j.subs[k] = &dirJob[E]{path: sub, done: make(chan struct{})}
+			heap.Push(&w.queue, j.subs[k])
 		}
 	}
 	j.state = jobDone
@@ -153,15 +156,15 @@ func (w *walker) read(j *dirJob) {
 	close(j.done)
 }
 
-// wait returns j once read, reading it here when no worker has started.
-func (w *walker) wait(j *dirJob) {
+// wait returns once j is read, reading it here when no worker has started.
+func (w *treeWalk[E]) wait(j *dirJob[E]) {
 	w.mu.Lock()
 	if j.state == jobQueued {
 		heap.Remove(&w.queue, j.at)
 		j.state = jobReading
 		w.ahead++
 		w.mu.Unlock()
-		w.read(j)
+		w.readJob(j)
 	} else {
 		w.mu.Unlock()
 	}
@@ -169,20 +172,21 @@ func (w *walker) wait(j *dirJob) {
 }
 
 // consumed gives back j's place in the window.
-func (w *walker) consumed(j *dirJob) {
+func (w *treeWalk[E]) consumed(j *dirJob[E]) {
 	w.mu.Lock()
 	w.ahead--
 	w.cond.Broadcast()
 	w.mu.Unlock()
-	j.entries = nil
+	j.entries, j.subs = nil, nil
 }
 
 // next returns the next entry in ComparePaths order with its parent
 // directory's path (shared by all its entries), or ok false at the end.
-// The entry is valid until the walk leaves its directory. Problems of
-// directories are passed to problem as they are reached. err is the
-// context's error, or the root's read error.
-func (w *walker) next(problem func(Problem)) (dir string, e *scanEntry, ok bool, err error) {
+// The entry is valid until the walk leaves its directory. A directory
+// that could not be read is passed to problem with read's error, and its
+// problems as they are reached. err is the context's error, or the root's
+// read error.
+func (w *treeWalk[E]) next(problem func(Problem)) (dir string, e *E, ok bool, err error) {
 	for len(w.stack) > 0 {
 		top := &w.stack[len(w.stack)-1]
 		if top.i < 0 {
@@ -192,31 +196,55 @@ func (w *walker) next(problem func(Problem)) (dir string, e *scanEntry, ok bool,
 				return "", nil, false, err
 			}
 			if err := top.job.err; err != nil {
-				if top.job.path == "" || errors.Is(err, w.ctx.Err()) {
-					return "", nil, false, top.job.err
+				if top.job.path == "" {
+					return "", nil, false, err
 				}
 				// The directory itself stays listed, so the target keeps
 				// its copy; the problem makes the run plan no deletes.
-				w.log.Warn("scan: directory not read in full", "path", top.job.path, "err", err)
-				problem(Problem{Path: top.job.path, Err: fmt.Errorf("read directory: %w", err)})
+				problem(Problem{Path: top.job.path, Err: err})
 			}
 			for _, p := range top.job.problems {
 				problem(p)
 			}
 		}
-		if top.i >= len(top.job.entries) {
-			w.consumed(top.job)
+		j := top.job
+		if top.i >= len(j.entries) {
+			w.consumed(j)
 			w.stack = w.stack[:len(w.stack)-1]
 			continue
 		}
-		e := &top.job.entries[top.i]
+		k := top.i
 		top.i++
-		if e.sub != nil {
-			w.stack = append(w.stack, walkFrame{job: e.sub, i: -1})
+		if j.subs != nil && j.subs[k] != nil {
+			w.stack = append(w.stack, walkFrame[E]{job: j.subs[k], i: -1})
 		}
-		return top.job.path, e, true, nil
+		return j.path, &j.entries[k], true, nil
 	}
 	return "", nil, false, nil
+}
+
+// walker is a treeWalk of the local source.
+type walker struct {
+	treeWalk[scanEntry]
+	root string
+	f    *Filter
+	log  *slog.Logger
+}
+
+// newWalker starts a walk of root; root must be a readable directory (the
+// caller has checked). Close must be called.
+func newWalker(ctx context.Context, root string, f *Filter, log *slog.Logger) *walker {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	w := &walker{root: root, f: f, log: log}
+	w.ctx = ctx
+	w.read = w.readDir
+	w.enter = func(dir string, e *scanEntry) (string, bool) {
+		return backends.Join(dir, e.name), e.mode.IsDir()
+	}
+	w.start(scanWorkers(), 64)
+	return w
 }
 
 // readDir lists the directory rel, keeping what a scan keeps, sorted by
@@ -228,11 +256,15 @@ func (w *walker) readDir(rel string) ([]scanEntry, []Problem, error) {
 	}
 	if readDirFault != nil {
 		if err := readDirFault(full); err != nil {
-			return nil, nil, err
+			return nil, nil, fmt.Errorf("read directory: %w", err)
 		}
 	}
 	// On a read error the entries read so far are still used.
 	raw, rawProblems, err := readDirStat(full, rel == "")
+	if err != nil && rel != "" {
+		w.log.Warn("scan: directory not read in full", "path", rel, "err", err)
+		err = fmt.Errorf("read directory: %w", err)
+	}
 	var problems []Problem
 	problem := func(name string, err error) {
 		p := backends.Join(rel, name)
@@ -277,20 +309,20 @@ var readDirFault func(path string) error
 
 // jobHeap orders queued reads by path in ComparePaths order, which is the
 // order the walk reaches them.
-type jobHeap []*dirJob
+type jobHeap[E any] []*dirJob[E]
 
-func (h jobHeap) Len() int           { return len(h) }
-func (h jobHeap) Less(i, j int) bool { return ComparePaths(h[i].path, h[j].path) < 0 }
-func (h jobHeap) Swap(i, j int) {
+func (h jobHeap[E]) Len() int           { return len(h) }
+func (h jobHeap[E]) Less(i, j int) bool { return ComparePaths(h[i].path, h[j].path) < 0 }
+func (h jobHeap[E]) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
 	h[i].at, h[j].at = i, j
 }
-func (h *jobHeap) Push(x any) {
-	j := x.(*dirJob)
+func (h *jobHeap[E]) Push(x any) {
+	j := x.(*dirJob[E])
 	j.at = len(*h)
 	*h = append(*h, j)
 }
-func (h *jobHeap) Pop() any {
+func (h *jobHeap[E]) Pop() any {
 	old := *h
 	j := old[len(old)-1]
 	old[len(old)-1] = nil

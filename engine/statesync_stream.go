@@ -156,7 +156,10 @@ func (ts *StateSync) scanPlan(ctx context.Context, source string, b backends.Bac
 		}
 		out.streamed, err = planFromSource(ctx, source, f, log, &stateStream{r: r}, opts)
 		cerr := r.Close()
+		var te *targetError
 		switch {
+		case errors.As(err, &te) && !errors.Is(err, state.ErrCorrupt):
+			return out, te.err, nil
 		case errors.Is(err, state.ErrCorrupt):
 			if why, err = ts.corrupt(err, &h); err != nil {
 				return out, err, nil
@@ -177,13 +180,17 @@ func (ts *StateSync) scanPlan(ctx context.Context, source string, b backends.Bac
 	return planListed(ctx, source, f, log, entries, partials, problems, opts)
 }
 
-// listPlan is scanPlan for a target without state: it is listed in full.
-func listPlan(ctx context.Context, source string, b backends.Backend, f *Filter, opts PlanOptions, log *slog.Logger) (statePlanned, error, error) {
-	entries, partials, problems, err := ListTarget(ctx, b, f, log)
-	if err != nil {
-		return statePlanned{}, err, nil
+// listPlan is scanPlan for a target without state: it is listed as the
+// scan goes (see listWalk), and neither tree is held.
+func listPlan(ctx context.Context, source string, b backends.Backend, f *Filter, opts PlanOptions, log *slog.Logger) (out statePlanned, listErr, err error) {
+	lw := newListWalk(ctx, b, f, log)
+	out.streamed, err = planFromSource(ctx, source, f, log, lw, opts)
+	out.partials, out.listProblems = lw.Close(), lw.problems
+	var te *targetError
+	if errors.As(err, &te) {
+		return out, te.err, nil
 	}
-	return planListed(ctx, source, f, log, entries, partials, problems, opts)
+	return out, nil, err
 }
 
 // planListed plans from a scan merged with a listing.
@@ -201,3 +208,4 @@ func (s *stateStream) next() (bool, error)              { return s.r.Next(), nil
 func (s *stateStream) appendPath(b []byte) []byte       { return s.r.AppendPath(b) }
 func (s *stateStream) meta() (backends.FileInfo, error) { return s.r.Meta() }
 func (s *stateStream) info() (backends.FileInfo, error) { return s.r.Info() }
+func (s *stateStream) incomplete() bool                 { return false }

@@ -1,0 +1,128 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/ferrysync/ferry/backends"
+)
+
+// drain reads a whole listWalk.
+func drain(t *testing.T, b backends.Backend, f *Filter) (entries, partials []backends.FileInfo, problems []Problem, err error) {
+	t.Helper()
+	l := newListWalk(context.Background(), b, f, nil)
+	var buf []byte
+	for {
+		ok, nerr := l.next()
+		if nerr != nil {
+			err = nerr
+			break
+		}
+		if !ok {
+			break
+		}
+		info, _ := l.info()
+		if buf = l.appendPath(buf[:0]); string(buf) != info.Path {
+			t.Errorf("appendPath %q, info.Path %q", buf, info.Path)
+		}
+		entries = append(entries, info)
+	}
+	partials = l.Close()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if l.incomplete() != (len(l.problems) > 0) {
+		t.Errorf("incomplete %v with problems %v", l.incomplete(), l.problems)
+	}
+	return entries, partials, l.problems, nil
+}
+
+// TestListWalkIsListTarget lists targets of several shapes both ways: the
+// streamed listing hands out what ListTarget returns, in the same order,
+// with the same partial files and problems.
+func TestListWalkIsListTarget(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	var wide []backends.FileInfo
+	for d := range 30 {
+		wide = append(wide, dir(fmt.Sprintf("w%02d", d), 1))
+		for f := range 20 {
+			wide = append(wide, file(fmt.Sprintf("w%02d/f%02d", d, f), int64(f), 1))
+		}
+		wide = append(wide, dir(fmt.Sprintf("w%02d/sub", d), 1), file(fmt.Sprintf("w%02d/sub/x", d), 1, 1))
+	}
+	errBroken := errors.New("broken directory")
+	broken := newListFake(dir("ok", 1), file("ok/f", 1, 1), dir("bad", 1), file("bad/g", 1, 1), dir("odd", 1), file("odd/h", 1, 1))
+	broken.onList = func(_ context.Context, dir string) error {
+		if dir == "bad" {
+			return errBroken
+		}
+		return nil
+	}
+	excl, err := NewFilter([]string{"cache/", "*.log"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		b    backends.Backend
+		f    *Filter
+	}{
+		{"empty", newListFake(), nil},
+		{"wide and deep", newListFake(wide...), nil},
+		{"partials, excluded directory, links", newListFake(
+			dir("d", 1), file("d/x", 1, 1), file("d/"+backends.PartialPrefix+"00-x", 1, 1),
+			dir("d/e", 1), file("d/e/y", 2, 2), file("a-b", 1, 1), dir("a", 1), file("a/z", 1, 1),
+			file("keep.log", 1, 1), dir("cache", 1), file("cache/big", 9, 9), link("ln", "d"),
+			file(backends.PartialPrefix+"01-top", 1, 1),
+		), excl},
+		{"a failing directory and a stray entry", &strayLister{listFake: broken}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			wantE, wantP, wantPr, err := ListTarget(context.Background(), tc.b, tc.f, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			gotE, gotP, gotPr, err := drain(t, tc.b, tc.f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(gotE) != fmt.Sprint(wantE) {
+				t.Errorf("entries\n got %v\nwant %v", paths(gotE), paths(wantE))
+			}
+			if fmt.Sprint(gotP) != fmt.Sprint(wantP) {
+				t.Errorf("partials %v, want %v", paths(gotP), paths(wantP))
+			}
+			if fmt.Sprint(gotPr) != fmt.Sprint(wantPr) {
+				t.Errorf("problems %v, want %v", gotPr, wantPr)
+			}
+		})
+	}
+}
+
+// TestListWalkRootAndConcurrency: a target whose root cannot be listed
+// fails the walk with the backend's class, and no more than 8 List calls
+// are ever in flight.
+func TestListWalkRootAndConcurrency(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	fake := newListFake()
+	fake.onList = func(context.Context, string) error { return fmt.Errorf("root: %w", backends.ErrNotExist) }
+	if _, _, _, err := drain(t, fake, nil); !errors.Is(err, backends.ErrNotExist) {
+		t.Errorf("unlistable root: err %v, want one wrapping ErrNotExist", err)
+	}
+	var es []backends.FileInfo
+	for d := range 200 {
+		es = append(es, dir(fmt.Sprintf("d%03d", d), 1), file(fmt.Sprintf("d%03d/f", d), 1, 1))
+	}
+	fake = newListFake(es...)
+	got, _, _, err := drain(t, fake, nil)
+	if err != nil || len(got) != len(es) {
+		t.Fatalf("listed %d entries, %v; want %d", len(got), err, len(es))
+	}
+	if n := fake.maxSeen.Load(); n > listConcurrency {
+		t.Errorf("%d List calls in flight at once, want at most %d", n, listConcurrency)
+	}
+}
