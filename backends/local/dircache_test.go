@@ -144,3 +144,39 @@ func TestUploadUnderNonDirectory(t *testing.T) {
 		})
 	}
 }
+
+// TestFIFOInTargetDoesNotBlock: List, Open and FreeSpace on a FIFO fail at
+// once instead of waiting for a writer.
+func TestFIFOInTargetDoesNotBlock(t *testing.T) {
+	b := newTestBackend(t, Options{NoFsync: true})
+	mustDo(t, syscall.Mkfifo(filepath.Join(b.name, "fifo"), 0o644))
+	ctx := t.Context()
+	calls := []struct {
+		name string
+		call func() error
+	}{
+		{"List", func() error { _, err := b.List(ctx, "fifo"); return err }},
+		{"Open", func() error {
+			r, err := b.Open(ctx, "fifo", 0)
+			if err == nil {
+				r.Close()
+			}
+			return err
+		}},
+		{"FreeSpace", func() error { _, err := b.FreeSpace(ctx, "fifo"); return err }},
+	}
+	for _, c := range calls {
+		t.Run(c.name, func(t *testing.T) {
+			done := make(chan error, 1)
+			go func() { done <- c.call() }()
+			select {
+			case err := <-done:
+				if err == nil {
+					t.Errorf("%s on a FIFO succeeded", c.name)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("%s on a FIFO blocked", c.name)
+			}
+		})
+	}
+}

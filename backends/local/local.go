@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -145,7 +146,7 @@ func (b *Backend) List(ctx context.Context, dir string) ([]backends.FileInfo, er
 	if err := b.check(ctx, "list", dir); err != nil {
 		return nil, err
 	}
-	f, err := b.root.Open(rel(dir))
+	f, err := b.root.OpenFile(rel(dir), os.O_RDONLY|syscall.O_DIRECTORY, 0)
 	if err != nil {
 		return nil, wrap("list", dir, err)
 	}
@@ -298,7 +299,9 @@ func (b *Backend) Open(ctx context.Context, path string, offset int64) (io.ReadC
 	if err := b.check(ctx, "open", path); err != nil {
 		return nil, err
 	}
-	f, err := b.root.Open(rel(path))
+	// Non-blocking, so that a FIFO under the name cannot block the open;
+	// it is refused below as not a regular file.
+	f, err := b.root.OpenFile(rel(path), os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, wrap("open", path, err)
 	}
@@ -381,7 +384,7 @@ func (b *Backend) FreeSpace(ctx context.Context, path string) (int64, error) {
 	if err := b.check(ctx, "free space", path); err != nil {
 		return 0, err
 	}
-	f, err := b.root.Open(rel(path))
+	f, err := b.root.OpenFile(rel(path), os.O_RDONLY|syscall.O_DIRECTORY, 0)
 	if err != nil {
 		return 0, wrap("free space", path, err)
 	}
