@@ -6,12 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"sync"
 
 	"github.com/ferrysync/ferry/backends"
 )
 
-// listConcurrency is how many List calls ListTarget keeps in flight: enough
+// listConcurrency is how many List calls a listing keeps in flight: enough
 // to hide a remote target's round trips, few enough not to crowd its server.
 const listConcurrency = 8
 
@@ -29,103 +28,28 @@ const listConcurrency = 8
 // backends.ErrNotExist) or ctx is cancelled (wrapping ctx.Err()). b must be
 // safe for concurrent use, as every Backend is.
 func ListTarget(ctx context.Context, b backends.Backend, f *Filter, log *slog.Logger) (entries, partials []backends.FileInfo, problems []Problem, err error) {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	root, err := b.List(ctx, "")
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("list target root: %w", err)
-	}
-	l := &lister{ctx: ctx, b: b, f: f, log: log}
-	l.cond = sync.NewCond(&l.mu)
-	stop := context.AfterFunc(ctx, func() {
-		l.mu.Lock()
-		l.cond.Broadcast()
-		l.mu.Unlock()
-	})
-	defer stop()
-	l.mu.Lock()
-	l.add("", root)
-	l.mu.Unlock()
-	var wg sync.WaitGroup
-	for range listConcurrency {
-		wg.Go(l.work)
-	}
-	wg.Wait()
-	if err := ctx.Err(); err != nil {
-		return nil, nil, nil, fmt.Errorf("list target: %w", err)
-	}
-	SortEntries(l.entries)
-	SortEntries(l.partials)
-	slices.SortFunc(l.problems, func(a, b Problem) int { return ComparePaths(a.Path, b.Path) })
-	return l.entries, l.partials, l.problems, nil
-}
-
-// lister is a pool of workers sharing a stack of directories to list; a
-// stack rather than a queue keeps it short on wide trees.
-type lister struct {
-	ctx context.Context
-	b   backends.Backend
-	f   *Filter
-	log *slog.Logger
-
-	mu       sync.Mutex
-	cond     *sync.Cond // signalled when todo grows, a worker goes idle, or ctx ends
-	todo     []string
-	active   int // workers inside a List call
-	entries  []backends.FileInfo
-	partials []backends.FileInfo
-	problems []Problem
-}
-
-func (l *lister) work() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	// The walk hands directories out in path order, so the result needs
+	// no sort of its own.
+	l := newListWalk(ctx, b, f, log)
 	for {
-		for len(l.todo) == 0 && l.active > 0 && l.ctx.Err() == nil {
-			l.cond.Wait()
+		ok, err := l.next()
+		if err != nil {
+			l.Close()
+			if ctx.Err() != nil {
+				return nil, nil, nil, fmt.Errorf("list target: %w", ctx.Err())
+			}
+			return nil, nil, nil, err
 		}
-		if len(l.todo) == 0 || l.ctx.Err() != nil {
-			// Nothing left and nobody who could add more, or cancelled.
-			l.cond.Broadcast()
-			return
+		if !ok {
+			break
 		}
-		dir := l.todo[len(l.todo)-1]
-		l.todo = l.todo[:len(l.todo)-1]
-		l.active++
-		l.mu.Unlock()
-		list, err := l.b.List(l.ctx, dir)
-		l.mu.Lock()
-		l.active--
-		switch {
-		case err == nil:
-			l.add(dir, list)
-		case l.ctx.Err() == nil:
-			l.log.Warn("list target: skipping directory", "path", dir, "err", err)
-			l.problems = append(l.problems, Problem{Path: dir, Err: fmt.Errorf("list %s: %w", dir, err)})
-		}
-		l.cond.Broadcast()
+		entries = append(entries, *l.cur)
 	}
-}
-
-// add records the listing of dir and queues its subdirectories. l.mu is held.
-func (l *lister) add(dir string, list []backends.FileInfo) {
-	for _, e := range list {
-		parent, name := backends.Split(e.Path)
-		if parent != dir || backends.CheckName(name) != nil {
-			l.problems = append(l.problems, Problem{Path: e.Path,
-				Err: fmt.Errorf("listing of %q returned %q: %w", dir, e.Path, backends.ErrUnsafePath)})
-			continue
-		}
-		if backends.IsPartialName(name) {
-			l.partials = append(l.partials, e)
-			continue
-		}
-		l.entries = append(l.entries, e)
-		if e.IsDir() && !l.f.excludedSelf(e.Path, true) {
-			l.todo = append(l.todo, e.Path)
-		}
+	partials = l.Close()
+	if ctx.Err() != nil {
+		return nil, nil, nil, fmt.Errorf("list target: %w", ctx.Err())
 	}
+	return entries, partials, l.problems, nil
 }
 
 // StalePartials returns the partial files that no upload of p will resume:

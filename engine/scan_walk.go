@@ -56,14 +56,15 @@ type treeWalk[E any] struct {
 	queue   jobHeap[E] // known, not yet read; the least path is read first
 	ahead   int        // jobs read or being read and not yet consumed
 	window  int
+	urgent  *dirJob[E] // the job the consumer waits for, read whatever the window
 	stopped bool
 	wg      sync.WaitGroup
 
 	stack []walkFrame[E]
 }
 
-// dirJob is the read of one directory, done by a worker ahead of the
-// consumer or by the consumer itself when it gets there first.
+// dirJob is the read of one directory, done by a worker, most often
+// ahead of the consumer.
 type dirJob[E any] struct {
 	path  string // relative to the root, slash-separated; "" for the root
 	state int    // jobQueued, jobReading or jobDone; guarded by treeWalk.mu
@@ -118,13 +119,22 @@ func (w *treeWalk[E]) work() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for {
-		for !w.stopped && (len(w.queue) == 0 || w.ahead >= w.window) {
+		for !w.stopped && w.urgent == nil && (len(w.queue) == 0 || w.ahead >= w.window) {
 			w.cond.Wait()
 		}
 		if w.stopped {
 			return
 		}
-		j := heap.Pop(&w.queue).(*dirJob[E])
+		var j *dirJob[E]
+		if j = w.urgent; j != nil {
+			w.urgent = nil
+			if j.state != jobQueued {
+				continue
+			}
+			heap.Remove(&w.queue, j.at)
+		} else {
+			j = heap.Pop(&w.queue).(*dirJob[E])
+		}
 		j.state = jobReading
 		w.ahead++
 		w.mu.Unlock()
@@ -156,18 +166,16 @@ func (w *treeWalk[E]) readJob(j *dirJob[E]) {
 	close(j.done)
 }
 
-// wait returns once j is read, reading it here when no worker has started.
+// wait returns once j is read. A job not started yet is handed to the
+// next free worker past the window: the jobs filling the window come
+// after it, and are consumed only once it is.
 func (w *treeWalk[E]) wait(j *dirJob[E]) {
 	w.mu.Lock()
 	if j.state == jobQueued {
-		heap.Remove(&w.queue, j.at)
-		j.state = jobReading
-		w.ahead++
-		w.mu.Unlock()
-		w.readJob(j)
-	} else {
-		w.mu.Unlock()
+		w.urgent = j
+		w.cond.Broadcast()
 	}
+	w.mu.Unlock()
 	<-j.done
 }
 
