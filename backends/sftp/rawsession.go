@@ -30,6 +30,7 @@ import (
 // sftp.ErrSSHFxConnectionLost, so errors classify as pkg/sftp's do.
 type rawSession struct {
 	ch          ssh.Channel
+	wg          *sync.WaitGroup // the connection's goroutines
 	posixRename bool
 
 	mu      sync.Mutex
@@ -101,7 +102,7 @@ func openRawSession(client *ssh.Client, wg *sync.WaitGroup) (*rawSession, error)
 		ch.Close()
 		return nil, err
 	}
-	rs := &rawSession{ch: ch, pending: map[uint32]*rawCall{}}
+	rs := &rawSession{ch: ch, pending: map[uint32]*rawCall{}, wg: wg}
 	d := &decoder{b: b[5:]}
 	for len(d.b) > 0 && d.err == nil {
 		name, data := d.str(), d.str()
@@ -127,7 +128,7 @@ func (rs *rawSession) readLoop(br *bufio.Reader) {
 		if rs.dispatching.Load() && !wholePacketBuffered(br) {
 			runtime.Gosched()
 			rs.dispatching.Store(false)
-			rs.flushNow()
+			rs.flushFromReader()
 		}
 		b, err := readPacket(br, hdr[:])
 		if err == nil && len(b) < 5 {
@@ -211,6 +212,27 @@ func (rs *rawSession) flush() {
 		return // readLoop writes it out once it has handed out the answers
 	}
 	rs.flushNow()
+}
+
+// flushFromReader writes out what callers queued while readLoop handed
+// out answers. A small batch is written inline; a large one (bulk writes,
+// which may wait for the server's window) by another goroutine, so that
+// answers keep flowing meanwhile.
+func (rs *rawSession) flushFromReader() {
+	rs.wmu.Lock()
+	n, busy := len(rs.out), rs.flushing
+	rs.wmu.Unlock()
+	switch {
+	case n == 0 || busy: // the goroutine writing takes it along
+	case n <= 64<<10:
+		rs.flushNow()
+	default:
+		rs.wg.Add(1)
+		go func() {
+			defer rs.wg.Done()
+			rs.flushNow()
+		}()
+	}
 }
 
 func (rs *rawSession) flushNow() {
