@@ -13,8 +13,10 @@ import (
 )
 
 // pipeline writes src[start:end) to one partial file through one or more
-// open handles (one per connection), with up to `workers` write requests in
-// flight. Requests go out in offset order and a new one may only start
+// open handles (one per connection): pkg/sftp handles by `workers`
+// goroutines with one request in flight each, handles of ferry's own
+// session by a few streamers with many each. Chunks are handed out in
+// offset order and a new one may only start
 // within `window` chunks of the lowest unfinished one, so whatever the
 // failure, every byte below (size of the partial - window*chunk) was
 // written: the invariant backends.ResumeOffset relies on. This holds across
@@ -69,7 +71,23 @@ func (pl *pipeline) run(ctx context.Context) (int64, error) {
 	pl.done = make([]bool, pl.window)
 	finished := make(chan struct{})
 	var wg sync.WaitGroup
+	for fi, f := range pl.files {
+		rf, ok := f.(*rawFile)
+		if !ok {
+			continue
+		}
+		for range streamers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				pl.streamer(fi, rf, total, max(1, int(pl.window)/streamers))
+			}()
+		}
+	}
 	for i := range min(int64(pl.workers), total) {
+		if _, ok := pl.files[int(i)%len(pl.files)].(*rawFile); ok {
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -114,6 +132,90 @@ func (pl *pipeline) worker(fi int, total int64) {
 		}
 		pl.complete(idx, n)
 	}
+}
+
+// streamers is how many goroutines write through one handle of ferry's own
+// session: a few, so that reading the source and encrypting overlap, each
+// with many requests in flight.
+var streamers = 4
+
+// streamer writes through a handle of ferry's own session: it queues
+// writes while the window allows (up to limit of its own), sends them
+// together, and reaps the answers in order, so a request in flight costs
+// no goroutine and an answer no hand-off of its own.
+func (pl *pipeline) streamer(fi int, f *rawFile, total int64, limit int) {
+	type flight struct {
+		call   *rawCall
+		idx, n int64
+	}
+	var q []flight
+	buf := make([]byte, pl.chunk)
+	for {
+		queued := false
+		for len(q) < limit {
+			idx, ok := pl.tryTake(total)
+			if !ok {
+				break
+			}
+			off := pl.start + idx*pl.chunk
+			n := min(pl.chunk, pl.end-off)
+			m, err := pl.src.ReadAt(buf[:n], off)
+			if int64(m) < n {
+				if err == nil || err == io.EOF {
+					err = fmt.Errorf("source ends before %d bytes: %w", pl.src.Size(), backends.ErrSourceChanged)
+				}
+				pl.fail(fmt.Errorf("read source at %d: %w", off, err), nil)
+				break
+			}
+			// The queued request holds its own copy of buf.
+			q = append(q, flight{f.rs.write(f.h, off, buf[:n]), idx, n})
+			queued = true
+		}
+		if queued {
+			f.rs.flush()
+		}
+		if len(q) == 0 {
+			if !pl.waitWork(total) {
+				return
+			}
+			continue
+		}
+		<-q[0].call.done
+		if err := q[0].call.status(); err != nil {
+			pl.fail(&writeErr{c: pl.conns[fi], off: pl.start + q[0].idx*pl.chunk, err: err}, pl.conns[fi])
+			// The pipeline returns once nothing of it is in flight (or
+			// its connection is closed, which answers everything).
+			for _, fl := range q[1:] {
+				<-fl.call.done
+			}
+			return
+		}
+		pl.complete(q[0].idx, q[0].n)
+		q = q[1:]
+	}
+}
+
+// tryTake is take without waiting: false when the window is full, the
+// work is all handed out or the pipeline failed.
+func (pl *pipeline) tryTake(total int64) (int64, bool) {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	if pl.err != nil || pl.next >= total || pl.next-pl.low >= pl.window {
+		return 0, false
+	}
+	pl.next++
+	return pl.next - 1, true
+}
+
+// waitWork waits, with nothing of the caller's in flight, until a chunk
+// can be handed out; false once none will be.
+func (pl *pipeline) waitWork(total int64) bool {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	for pl.err == nil && pl.next < total && pl.next-pl.low >= pl.window {
+		pl.cond.Wait()
+	}
+	return pl.err == nil && pl.next < total
 }
 
 // take hands out the next chunk index once it lies within the window.
