@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -16,7 +17,10 @@ func rcloneEnv(tb testing.TB) []string {
 	return []string{"RCLONE_CONFIG=" + filepath.Join(work(tb), "rclone.conf")}
 }
 
-// localTools are the contenders for a copy into an empty folder.
+// localTools are the contenders for a copy into an empty folder. With
+// BENCH_FERRY_BEFORE set to another ferry binary (say, built from an older
+// commit), it runs beside them as "ferry-before" and "ferry-nofsync-before",
+// so that a change is measured against its baseline under the same load.
 func localTools(b *testing.B) []tool {
 	bin, ferryErr := ferry(b)
 	why := ""
@@ -25,7 +29,7 @@ func localTools(b *testing.B) []tool {
 		b.Logf("ferry not measured: %v", ferryErr)
 	}
 	env := rcloneEnv(b)
-	return []tool{
+	tools := []tool{
 		{name: "ferry", why: why, cmd: func(src, dst string) Command {
 			return Command{Name: bin, Args: []string{"sync", "-q", src, dst}}
 		}},
@@ -39,6 +43,16 @@ func localTools(b *testing.B) []tool {
 			return Command{Name: "rclone", Args: []string{"sync", "-q", src, dst}, Env: env}
 		}},
 	}
+	if before := os.Getenv("BENCH_FERRY_BEFORE"); before != "" {
+		tools = append(tools,
+			tool{name: "ferry-before", cmd: func(src, dst string) Command {
+				return Command{Name: before, Args: []string{"sync", "-q", src, dst}}
+			}},
+			tool{name: "ferry-nofsync-before", cmd: func(src, dst string) Command {
+				return Command{Name: before, Args: []string{"sync", "-q", "--fsync=false", src, dst}}
+			}})
+	}
+	return tools
 }
 
 // freshDst makes an empty destination under the scenario's folder.
@@ -58,6 +72,11 @@ func localCopyWants(s *Scenario) {
 	s.Want(Ratio{Num: "ferry", Den: "rclone", Target: 1.0})
 	s.Want(Ratio{Num: "ferry-nofsync", Den: "rsync", Target: 1.0})
 	s.Want(Ratio{Num: "ferry", Den: "rsync", Info: true}) // what durability costs against rsync
+	if os.Getenv("BENCH_FERRY_BEFORE") != "" {
+		s.Want(Ratio{Num: "ferry", Den: "ferry-before", Info: true})
+		s.Want(Ratio{Num: "ferry-nofsync", Den: "ferry-nofsync-before", Info: true})
+		s.Want(Ratio{Num: "ferry-nofsync-before", Den: "rsync", Info: true})
+	}
 }
 
 // BenchmarkLocalSmallFiles copies 10,000 files of 4 KiB in 100 folders
@@ -98,10 +117,13 @@ func BenchmarkLocalNoOp(b *testing.B) {
 	s := NewScenario("local: no-op second run over 10,000 x 4 KiB")
 	s.Want(Ratio{Num: "ferry", Den: "rsync", Target: 1.0, Strict: true})
 	s.Want(Ratio{Num: "ferry", Den: "rclone", Info: true})
+	if os.Getenv("BENCH_FERRY_BEFORE") != "" {
+		s.Want(Ratio{Num: "ferry", Den: "ferry-before", Info: true})
+	}
 	register(s)
 	var tools []tool
 	for _, t := range localTools(b) {
-		if t.name != "ferry-nofsync" {
+		if !strings.HasPrefix(t.name, "ferry-nofsync") {
 			tools = append(tools, t)
 		}
 	}
