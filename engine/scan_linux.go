@@ -1,9 +1,11 @@
 package engine
 
 import (
+	"bytes"
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -12,9 +14,9 @@ import (
 )
 
 // readDirStat lists the directory at path with its entries' metadata,
-// unsorted and unfiltered. It reads the directory with getdents and each
-// entry with fstatat relative to the directory, which spares the kernel a
-// walk of the whole path per entry and the process an allocation per
+// sorted by name and unfiltered. It reads the directory with getdents and
+// each entry with statx relative to the directory, which spares the kernel
+// a walk of the whole path per entry and the process an allocation per
 // entry. Only the root may be reached through a symlink. On a read error
 // the entries read so far are returned with it. Entries that fail on their
 // own are in problems; entries gone since the read are left out.
@@ -77,29 +79,34 @@ func appendNames(names, b []byte) []byte {
 	return names
 }
 
+// nameSpan is where one name lies in a directory's names.
+type nameSpan struct{ start, end uint32 }
+
 // statAll reads the metadata of each NUL-terminated name in names, relative
-// to the directory fd. The entries' names share one string.
+// to the directory fd, and returns the entries sorted by name. The entries'
+// names share one string.
 func statAll(fd int, names []byte, dir string) (entries []scanEntry, problems []rawProblem) {
 	if len(names) == 0 {
 		return nil, nil
 	}
-	n := 0
-	for _, c := range names {
-		if c == 0 {
-			n++
+	// Sorting the names' places, rather than the entries made from them,
+	// moves 8 bytes a swap instead of a whole entry.
+	var spans []nameSpan
+	for start, i := 0, 0; i < len(names); i++ {
+		if names[i] == 0 {
+			spans = append(spans, nameSpan{uint32(start), uint32(i)})
+			start = i + 1
 		}
 	}
+	slices.SortFunc(spans, func(a, b nameSpan) int {
+		return bytes.Compare(names[a.start:a.end], names[b.start:b.end])
+	})
 	all := string(names)
-	entries = make([]scanEntry, 0, n)
+	entries = make([]scanEntry, 0, len(spans))
 	var st stat
-	for start := 0; start < len(names); {
-		end := start
-		for names[end] != 0 {
-			end++
-		}
-		name := all[start:end]
-		err := lstatAt(fd, &names[start], name, &st)
-		start = end + 1
+	for _, sp := range spans {
+		name := all[sp.start:sp.end]
+		err := lstatAt(fd, &names[sp.start], name, &st)
 		if err == unix.ENOENT {
 			continue
 		}

@@ -7,10 +7,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 )
 
 // readDirStat lists the directory at path with its entries' metadata,
-// unsorted and unfiltered (see the Linux version). Only the root may be
+// sorted by name and unfiltered (see the Linux version). Only the root may be
 // reached through a symlink.
 func readDirStat(path string, root bool) (entries []scanEntry, problems []rawProblem, err error) {
 	if !root {
@@ -28,6 +29,7 @@ func readDirStat(path string, root bool) (entries []scanEntry, problems []rawPro
 	}
 	defer d.Close()
 	names, err := d.Readdirnames(-1)
+	slices.Sort(names)
 	for _, name := range names {
 		full := filepath.Join(path, name)
 		info, lerr := os.Lstat(full)

@@ -300,7 +300,9 @@ func (w *walker) readDir(rel string) ([]scanEntry, []Problem, error) {
 		}
 		out = append(out, e)
 	}
-	slices.SortFunc(out, func(a, b scanEntry) int { return cmp.Compare(a.name, b.name) })
+	if !slices.IsSortedFunc(out, byName) {
+		slices.SortFunc(out, byName)
+	}
 	slices.SortFunc(problems, func(a, b Problem) int { return ComparePaths(a.Path, b.Path) })
 	return out, problems, err
 }
@@ -337,3 +339,5 @@ func (h *jobHeap[E]) Pop() any {
 	*h = old[:len(old)-1]
 	return j
 }
+
+func byName(a, b scanEntry) int { return cmp.Compare(a.name, b.name) }
