@@ -330,7 +330,13 @@ func (s *Store) update(fn func(tx *bolt.Tx) error) error {
 // ErrCorrupt. Records still pending are not seen: call Flush first.
 func (s *Store) ForEach(fn func(backends.FileInfo) error) error {
 	return s.db.View(func(tx *bolt.Tx) error {
+		// Pages read are dropped as the walk goes (see Reader).
+		defer s.dropPages(tx)
+		n := 0
 		return tx.Bucket(bucketEntries).ForEach(func(k, v []byte) error {
+			if n++; n%dropEvery == 0 {
+				s.dropPages(tx)
+			}
 			fi, err := decodeValue(decodeKey(k), v)
 			if err != nil {
 				return err
