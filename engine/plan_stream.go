@@ -172,6 +172,7 @@ type streamed struct {
 	files    int       // regular files in the source, and their bytes
 	bytes    int64
 	entries  int // source entries
+	kept     int // entries of both sides that reached the planner
 }
 
 // planFromSource walks the local source root and merges it, entry by
@@ -284,6 +285,7 @@ func planFromSource(ctx context.Context, root string, f *Filter, log *slog.Logge
 	}
 	opts.Incomplete = opts.Incomplete || Incomplete(out.problems) || tgt.incomplete()
 	out.plan = p.plan(opts)
+	out.kept = len(p.src) + len(p.dst)
 	log.Debug("planned while scanning", "source", out.entries, "kept-source", len(p.src), "kept-target", len(p.dst))
 	return out, nil
 }

@@ -137,6 +137,9 @@ func TestPlanFromSourceNoOp(t *testing.T) {
 	if got.files != 3 || got.bytes != 6 || got.entries != len(src) {
 		t.Errorf("counted %d files, %d bytes, %d entries; want 3, 6, %d", got.files, got.bytes, got.entries, len(src))
 	}
+	if got.kept != 0 {
+		t.Errorf("%d entries reached the planner; a no-op keeps none", got.kept)
+	}
 }
 
 // TestPlanFromSourceMatchesMakePlan changes a scanned tree's listing in
