@@ -318,3 +318,38 @@ func TestScanFeedsPlan(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestScanWiderThanItsWindow walks a root with more directories than the
+// walk reads ahead, each holding a directory of its own: the reads ahead
+// fill the window with siblings while the walk needs a child, which must
+// still be read. Every entry comes out once, in ComparePaths order.
+func TestScanWiderThanItsWindow(t *testing.T) {
+	root := t.TempDir()
+	want := 0
+	for d := range 150 {
+		for _, p := range []string{"f", "sub/g", "sub/deeper/h"} {
+			mkfile(t, root, fmt.Sprintf("d%03d/%s", d, p), "x", time.Unix(1e9, 0))
+		}
+		want += 6 // the directory, sub, deeper and three files
+	}
+	done := make(chan struct{})
+	var es []backends.FileInfo
+	var err error
+	go func() {
+		defer close(done)
+		es, _, err = Scan(context.Background(), root, nil, nil)
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Scan did not finish: the walk is stuck")
+	}
+	if err != nil || len(es) != want {
+		t.Fatalf("Scan: %d entries, %v; want %d", len(es), err, want)
+	}
+	for i := 1; i < len(es); i++ {
+		if ComparePaths(es[i-1].Path, es[i].Path) >= 0 {
+			t.Fatalf("out of order: %q before %q", es[i-1].Path, es[i].Path)
+		}
+	}
+}
