@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ferrysync/ferry/backends"
 	"github.com/ferrysync/ferry/backends/backendtest"
 )
@@ -139,6 +141,15 @@ func TestClassify(t *testing.T) {
 }
 
 func TestBusyPartialIsRetryable(t *testing.T) {
+	// A descriptor closed twice shows as EBADF on the second close (no
+	// other goroutine of this test opens files in between).
+	closeOnce := closeFd
+	t.Cleanup(func() { closeFd = closeOnce })
+	closeFd = func(fd int) {
+		if err := unix.Close(fd); err != nil {
+			t.Errorf("close of descriptor %d: %v (closed twice?)", fd, err)
+		}
+	}
 	b := newTestBackend(t, Options{})
 	src := backendtest.NewBytes([]byte("content"), backendtest.BaseTime)
 	part := backends.PartialName("f", src.Size(), src.MTime)

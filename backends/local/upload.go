@@ -143,8 +143,10 @@ func renameat(dirfd int, old, new string) error {
 }
 
 // closeFd closes a descriptor this package opened. Errors are of no use:
-// the data was written with pwrite, whose errors were seen.
-func closeFd(fd int) { unix.Close(fd) }
+// the data was written with pwrite, whose errors were seen. A variable, so
+// that a test can catch a descriptor closed twice (which, once the number
+// is reused, would close another upload's file).
+var closeFd = func(fd int) { unix.Close(fd) }
 
 // fail classifies err, removes the partial when the next attempt cannot use
 // it, and wraps the error with the path.
@@ -184,7 +186,11 @@ func openat(d *dirHandle, name string, flags int, mode uint32) (int, error) {
 func (b *Backend) openPartial(d *dirHandle, part string, src backends.Source, size int64) (int, int64, error) {
 	fd, err := openat(d, part, partialFlags|unix.O_CREAT|unix.O_EXCL, 0o600)
 	if err == nil {
-		return fd, 0, lock(fd)
+		if err := lock(fd); err != nil {
+			closeFd(fd)
+			return -1, 0, err
+		}
+		return fd, 0, nil
 	}
 	if !errors.Is(err, fs.ErrExist) {
 		return -1, 0, err
@@ -283,7 +289,8 @@ func pwriteAll(fd int, p []byte, off int64) error {
 }
 
 // lock takes an exclusive, non-blocking flock on fd; it is released when fd
-// is closed, also when the process dies. On failure fd is closed.
+// is closed, also when the process dies. fd stays open on failure: its
+// opener closes it.
 func lock(fd int) error {
 	var err error
 	for {
@@ -294,7 +301,6 @@ func lock(fd int) error {
 	if err == nil {
 		return nil
 	}
-	closeFd(fd)
 	if errors.Is(err, syscall.EWOULDBLOCK) {
 		return backends.Retryable(errBusy)
 	}
