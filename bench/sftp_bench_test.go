@@ -63,6 +63,22 @@ func ferrySFTP(b *testing.B, s *Scenario, srv *sshd.Server) tool {
 	return t
 }
 
+// withBefore adds "ferry-before" to tools when BENCH_FERRY_BEFORE names
+// another ferry binary (say, built from an older commit, with the sync
+// command's SFTP flags), and asks for its ratio, so that a change is
+// measured against its baseline under the same load.
+func withBefore(s *Scenario, srv *sshd.Server, tools []tool) []tool {
+	before := os.Getenv("BENCH_FERRY_BEFORE")
+	if before == "" {
+		return tools
+	}
+	s.Want(Ratio{Num: "ferry", Den: "ferry-before", Info: true})
+	return append(tools, tool{name: "ferry-before", cmd: func(src, dst string) Command {
+		return Command{Name: before, Args: []string{"sync", "-q", "--identity", srv.ClientKeyPath(),
+			"--known-hosts", srv.KnownHostsPath(), src, srv.URL(dst)}}
+	}})
+}
+
 // remoteDst makes an empty folder on the server side for one run.
 func remoteDst(b *testing.B, srv *sshd.Server, scenario string) func(t tool, rep int) string {
 	return func(t tool, rep int) string {
@@ -106,6 +122,7 @@ func BenchmarkSFTPBigFile(b *testing.B) {
 			return Command{Name: "rclone", Args: args, Env: env}
 		}},
 	}
+	tools = withBefore(s, srv, tools)
 	runSide(b, s, tools, side{src: src, prepare: remoteDst(b, srv, "sftp-big"), check: sameTree, done: removeDst, server: srv.PID})
 	report(b, s)
 }
@@ -131,6 +148,7 @@ func BenchmarkSFTPSmallFiles(b *testing.B) {
 			return Command{Name: "rclone", Args: args, Env: env}
 		}},
 	}
+	tools = withBefore(s, srv, tools)
 	runSide(b, s, tools, side{src: src, prepare: remoteDst(b, srv, "sftp-small"), check: sameTree, done: removeDst, server: srv.PID})
 	report(b, s)
 }
