@@ -349,21 +349,13 @@ func (q *opQueue) claim() []Op {
 	if q.batch {
 		n = max(1, min(maxBatch, rest/(2*q.workers)))
 	}
-	dir := opDir(q.ops[lo].Path)
+	dir := parentOf(q.ops[lo].Path)
 	hi := lo + 1
-	for hi < len(q.ops) && hi-lo < n && opDir(q.ops[hi].Path) == dir {
+	for hi < len(q.ops) && hi-lo < n && parentOf(q.ops[hi].Path) == dir {
 		hi++
 	}
 	q.next = hi
 	return q.ops[lo:hi:hi]
-}
-
-// opDir returns the directory part of a slash-separated path.
-func opDir(p string) string {
-	if i := strings.LastIndexByte(p, '/'); i >= 0 {
-		return p[:i]
-	}
-	return ""
 }
 
 func (e *executor) runOp(ctx context.Context, op Op) {

@@ -573,9 +573,9 @@ func TestOpQueueClaims(t *testing.T) {
 			var got []Op
 			var sizes []int
 			for c := q.claim(); c != nil; c = q.claim() {
-				dir := opDir(c[0].Path)
+				dir := parentOf(c[0].Path)
 				for _, op := range c {
-					if opDir(op.Path) != dir {
+					if parentOf(op.Path) != dir {
 						t.Fatalf("claim %d crosses directories: %v", len(sizes), c)
 					}
 				}
