@@ -87,7 +87,7 @@ func SyncTargets(ctx context.Context, opts FanOutOptions) ([]TargetResult, error
 	excludes := opts.Excludes
 	if v := opts.Versions; v != nil && opts.Mode == Backup {
 		// The versions folder is not listed either: it grows with every run.
-		excludes = append(slices.Clone(excludes), "/"+escapeGlob(v.Dir))
+		excludes = append(slices.Clone(excludes), ExcludeVersions(v.Dir))
 	}
 	filter, err := NewFilter(excludes)
 	if err != nil {
@@ -350,10 +350,17 @@ func runWithVersions(ctx context.Context, plan Plan, source string, target backe
 	if st != nil && res.Versioned > 0 {
 		// A listing shows the versions folder itself (not what it holds):
 		// record it, so that the next full listing finds no drift in it.
-		for d := v.Dir; d != "" && d != "."; d, _ = backends.Split(d) {
-			_ = st.Store.PutNew(backends.FileInfo{Path: d, Mode: fs.ModeDir | 0o755})
+		var err error
+		for d := v.Dir; d != "" && d != "." && err == nil; d, _ = backends.Split(d) {
+			err = st.Store.PutNew(backends.FileInfo{Path: d, Mode: fs.ModeDir | 0o755})
 		}
-		_ = st.Store.Flush()
+		if err == nil {
+			err = st.Store.Flush()
+		}
+		if err != nil {
+			exec.Logger.Warn("the state store missed changes; the target is listed again next run", "err", err)
+			_ = st.Store.Reset()
+		}
 	}
 	if rep.Err == nil && ctx.Err() == nil {
 		res.Pruned, res.PruneErr = PruneVersions(ctx, target, v.Dir, v.Keep, now)
