@@ -199,14 +199,16 @@ func TestDaemonWatchJobRecordsItsChanges(t *testing.T) {
 	cfg := writeConfig(t, dir, fmt.Sprintf("jobs:\n  - name: live\n    source: %q\n    watch: true\n"+
 		"    targets: [{name: t, type: local, path: %q, fsync: false}]\n", src, out))
 	c := countTargets(t)
-	daemon := func(during func(), flags ...string) {
+	// during sees the daemon's log, to wait for what it did rather than
+	// for a time that a loaded machine may not keep.
+	daemon := func(during func(log *syncBuffer), flags ...string) {
 		t.Helper()
 		ctx, cancel := context.WithCancel(context.Background())
 		var stdout, stderr syncBuffer
 		done := make(chan int, 1)
 		go func() { done <- run(ctx, append([]string{"run", "-c", cfg}, flags...), &stdout, &stderr) }()
 		waitFor(t, "the first sync", 10*time.Second, func() bool { return len(files(t, out)) == len(files(t, src)) })
-		during()
+		during(&stderr)
 		cancel()
 		select {
 		case code := <-done:
@@ -217,7 +219,7 @@ func TestDaemonWatchJobRecordsItsChanges(t *testing.T) {
 			t.Fatal("daemon did not stop")
 		}
 	}
-	daemon(func() {
+	daemon(func(*syncBuffer) {
 		os.WriteFile(filepath.Join(src, "new.txt"), []byte("watched"), 0o644)
 		os.Remove(filepath.Join(src, "css", "a.css"))
 		waitFor(t, "the change", 15*time.Second, func() bool {
@@ -228,13 +230,18 @@ func TestDaemonWatchJobRecordsItsChanges(t *testing.T) {
 	})
 	c.reset()
 	// A restart trusts what the watch recorded: nothing listed or copied.
-	daemon(func() { time.Sleep(300 * time.Millisecond) })
+	// Its first full sync must have planned before the counts are read.
+	daemon(func(log *syncBuffer) {
+		waitFor(t, "the first sync planned from the state", 10*time.Second, func() bool {
+			return strings.Contains(log.String(), "target state trusted")
+		})
+	}, "-v")
 	if lists, uploads := c.reset(); lists != 0 || uploads != 0 {
 		t.Errorf("restart: %d listings, %d uploads; want none", lists, uploads)
 	}
 	sameFiles(t, src, out)
 	// --rescan-target lists the target at the start all the same.
-	daemon(func() {
+	daemon(func(*syncBuffer) {
 		waitFor(t, "a listing", 10*time.Second, func() bool { return c.lists.Load() > 0 })
 	}, "--rescan-target")
 	if _, uploads := c.reset(); uploads != 0 {
