@@ -247,25 +247,9 @@ func syncOne(ctx context.Context, o *FanOutOptions, filter *Filter, t FanOutTarg
 			return res
 		}
 	}
-	versions := o.Versions
-	if o.Mode != Backup {
-		versions = nil
-	}
-	_, symlinks := backends.As[backends.Symlinker](t.Target)
-	_, chmod := backends.As[backends.Chmoder](t.Target)
-	popts := PlanOptions{
-		Mode:         o.Mode,
-		Checksum:     o.Checksum,
-		MaxDelete:    o.MaxDelete,
-		ModifyWindow: max(o.ModifyWindow, t.ModifyWindow),
-		Symlinks:     symlinks,
-		Filter:       filter,
-		Incomplete:   len(scanProblems)+len(listProblems) > 0,
-		IgnoreModes:  !chmod,
-	}
-	if versions != nil {
-		popts.Versions = versions.Dir
-	}
+	popts, versions := planOptions(o, t, filter)
+	popts.Checksum = o.Checksum
+	popts.Incomplete = len(scanProblems)+len(listProblems) > 0
 	plan := MakePlan(src, dst, popts)
 	for _, p := range plan.Skipped {
 		log.Warn("skipped", "path", p.Path, "reason", p.Err)
@@ -273,7 +257,7 @@ func syncOne(ctx context.Context, o *FanOutOptions, filter *Filter, t FanOutTarg
 
 	var rep Report
 	exec.Partials = partials
-	mopts := MoveOptions{ModifyWindow: popts.ModifyWindow, IgnoreModes: !chmod}
+	mopts := MoveOptions{ModifyWindow: popts.ModifyWindow, IgnoreModes: popts.IgnoreModes}
 	switch {
 	case o.DryRun:
 		rep = Report{Plan: plan, Skipped: plan.Skipped, DeletesRefused: plan.DeletesRefused}
@@ -297,6 +281,29 @@ func syncOne(ctx context.Context, o *FanOutOptions, filter *Filter, t FanOutTarg
 		res.Err = rep.Err
 	}
 	return res
+}
+
+// planOptions are what the planner needs of o and of target t, but for
+// Checksum and Incomplete, which depend on the run; versions is o's
+// Versions where o's mode keeps them, else nil.
+func planOptions(o *FanOutOptions, t FanOutTarget, filter *Filter) (popts PlanOptions, versions *Versions) {
+	if o.Mode == Backup {
+		versions = o.Versions
+	}
+	_, symlinks := backends.As[backends.Symlinker](t.Target)
+	_, chmod := backends.As[backends.Chmoder](t.Target)
+	popts = PlanOptions{
+		Mode:         o.Mode,
+		MaxDelete:    o.MaxDelete,
+		ModifyWindow: max(o.ModifyWindow, t.ModifyWindow),
+		Symlinks:     symlinks,
+		Filter:       filter,
+		IgnoreModes:  !chmod,
+	}
+	if versions != nil {
+		popts.Versions = versions.Dir
+	}
+	return popts, versions
 }
 
 // nameSuffix is " NAME" for a named target, "" for Sync's one target.
