@@ -380,8 +380,9 @@ func runWithVersions(ctx context.Context, plan Plan, source string, target backe
 
 // archiveRecorded archives ops through the keeper with the state kept:
 // the paths are marked in flight first and recorded as gone once moved
-// away. When one fails the store cannot tell what that path holds now, and
-// is reset, so the next run lists the target.
+// away. When one fails, or ctx ends (the keeper then skips the rest without
+// saying which it moved), the store cannot tell what those paths hold now,
+// and is reset, so the next run lists the target.
 func archiveRecorded(ctx context.Context, st *StateSync, keeper *versionKeeper, archives []Op, log *slog.Logger) Report {
 	if len(archives) == 0 {
 		return Report{}
@@ -396,20 +397,21 @@ func archiveRecorded(ctx context.Context, st *StateSync, keeper *versionKeeper, 
 		return Report{Problems: keeper.archive(ctx, archives)}
 	}
 	problems := keeper.archive(ctx, archives)
+	cancelled := ctx.Err() != nil
 	failed := map[string]bool{}
 	for _, p := range problems {
 		failed[p.Path] = true
 	}
 	var err error
 	for _, p := range paths {
-		if !failed[p] && err == nil {
+		if !cancelled && !failed[p] && err == nil {
 			err = st.Store.Delete(p)
 		}
 	}
 	if err == nil {
 		err = st.Store.Flush()
 	}
-	if len(problems) > 0 || err != nil {
+	if len(problems) > 0 || cancelled || err != nil {
 		log.Warn("the state store missed changes; the target is listed again next run")
 		_ = st.Store.Reset()
 	}

@@ -167,3 +167,68 @@ func TestSyncTargetsBackupVersionsWithState(t *testing.T) {
 		t.Errorf("third run: %d root listings, want 0", lists[0])
 	}
 }
+
+// cancelOnRename cancels the run at its first rename (the first old
+// version moved away), after letting that rename through.
+type cancelOnRename struct {
+	backends.Backend
+	cancel context.CancelFunc
+}
+
+func (c *cancelOnRename) Rename(ctx context.Context, from, to string) error {
+	c.cancel()
+	return c.Backend.Rename(ctx, from, to)
+}
+
+func (c *cancelOnRename) Unwrap() backends.Backend { return c.Backend }
+
+// TestSyncTargetsBackupCancelledWhileArchiving: a backup run cut while it
+// moves the source's deleted files into the versions folder must not leave
+// the state saying they are gone from their places: the keeper skips the
+// rest without telling which. The next run lists and archives them.
+func TestSyncTargetsBackupCancelledWhileArchiving(t *testing.T) {
+	src := t.TempDir()
+	old := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	mkfile(t, src, "keep.txt", "keep", old)
+	for i := range 20 {
+		mkfile(t, src, fmt.Sprintf("gone/g%02d.txt", i), "gone", old)
+	}
+	base := t.TempDir()
+	dst, stateDir := filepath.Join(base, "dst"), filepath.Join(base, "state")
+	os.Mkdir(dst, 0o755)
+	opts := FanOutOptions{Source: src, Mode: Backup, MaxDelete: -1, Versions: &Versions{Dir: ".v"}}
+	fanOutStateRun(t, opts, stateDir, []string{dst}, nil)
+	if err := os.RemoveAll(filepath.Join(src, "gone")); err != nil {
+		t.Fatal(err)
+	}
+
+	st, err := state.Open(filepath.Join(stateDir, "t0.db"), state.Options{Target: dst, Scope: StateScope(opts.Excludes)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cut := opts
+	cut.Targets = []FanOutTarget{{Name: "dst", Target: &cancelOnRename{localTarget(t, dst), cancel}, State: &StateSync{Store: st}}}
+	SyncTargets(ctx, cut) // cancelled: its error says only that
+	st.Close()
+	var left int
+	for p := range tree(t, dst, false) {
+		if strings.HasPrefix(p, "gone/") {
+			left++
+		}
+	}
+	if left == 0 {
+		t.Fatal("the cut run archived everything; the test shows nothing")
+	}
+
+	res, lists := fanOutStateRun(t, opts, stateDir, []string{dst}, nil)
+	if lists[0] == 0 {
+		t.Errorf("the run after the cut trusted the state (%d left to archive), want a listing", left)
+	}
+	for p := range tree(t, dst, false) {
+		if strings.HasPrefix(p, "gone/") {
+			t.Errorf("%s still at its place after the next run (versioned %d)", p, res[0].Versioned)
+		}
+	}
+}
