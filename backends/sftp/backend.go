@@ -36,7 +36,8 @@ type Backend struct {
 	warmCancel context.CancelFunc
 	warmWG     sync.WaitGroup
 
-	splitAt int64 // uploads with this much left to send use two connections
+	splitAt  int64         // uploads with this much left to send use two connections
+	splitRTT time.Duration // ... when the connection's round trip is at least this
 
 	verifiedBy sync.Map // verification methods used so far, logged once each
 
@@ -64,7 +65,7 @@ func Dial(ctx context.Context, cfg Config) (*Backend, error) {
 		return nil, fmt.Errorf("sftp %s: %w", r.addr, err)
 	}
 	b := &Backend{cfg: r, hk: hk, keys: k, log: r.Logger, root: path.Clean(r.Root),
-		slots: make([]slot, r.Connections), splitAt: splitThreshold}
+		slots: make([]slot, r.Connections), splitAt: splitThreshold, splitRTT: splitRoundTrip}
 	b.warmCtx, b.warmCancel = context.WithCancel(context.Background())
 	c, err := b.connAt(ctx, 0)
 	if err != nil {

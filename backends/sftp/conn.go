@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"sync"
@@ -39,6 +40,27 @@ type conn struct {
 
 	posixRename bool
 	statVFS     bool
+
+	rtt atomic.Int64 // shortest round trip seen (ns); 0 before the first
+}
+
+// noteRTT records one round trip.
+func (c *conn) noteRTT(d time.Duration) {
+	for {
+		old := c.rtt.Load()
+		if old != 0 && old <= int64(d) || c.rtt.CompareAndSwap(old, max(1, int64(d))) {
+			return
+		}
+	}
+}
+
+// minRTT is the shortest round trip seen, or the longest duration while
+// none was.
+func (c *conn) minRTT() time.Duration {
+	if r := c.rtt.Load(); r != 0 {
+		return time.Duration(r)
+	}
+	return time.Duration(math.MaxInt64)
 }
 
 // alive reports whether the connection is still usable.

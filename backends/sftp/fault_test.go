@@ -183,13 +183,58 @@ func TestUploadSplitOverTwoConnections(t *testing.T) {
 	cfg.Connections = 2
 	b := dial(t, cfg)
 	b.splitAt = 1 << 20
+	b.splitRTT = 0
 	src := newSource(4<<20+17, 13)
 	res := mustUpload(t, b, "big", src)
 	if res.Sent != src.Size() {
 		t.Errorf("sent %d", res.Sent)
 	}
-	if b.slots[1].peek() == nil {
+	if c := b.slots[1].peek(); c == nil || c.raw.written.Load() == 0 {
 		t.Error("second connection was not used")
+	}
+}
+
+// TestUploadNotSplitOnShortRoundTrip: over loopback a large upload stays on
+// one connection, whose window is no limit there.
+func TestUploadNotSplitOnShortRoundTrip(t *testing.T) {
+	e := newEnv(t, serverOpts{})
+	cfg := e.config()
+	cfg.Connections = 2
+	b := dial(t, cfg)
+	b.splitAt = 1 << 20
+	// Small uploads until both connections have seen a round trip.
+	measured := func() bool {
+		for i := range b.slots {
+			if c := b.slots[i].peek(); c == nil || c.rtt.Load() == 0 {
+				return false
+			}
+		}
+		return true
+	}
+	for i := 0; !measured(); i++ {
+		if i == 200 {
+			t.Fatal("the second connection never carried an upload")
+		}
+		mustUpload(t, b, "small", newSource(100, uint64(i)))
+		time.Sleep(time.Millisecond)
+	}
+	var before [2]int64
+	for i := range b.slots {
+		c := b.slots[i].peek()
+		if rtt := c.minRTT(); rtt >= b.splitRTT {
+			t.Skipf("loopback round trip of %v (a loaded machine?): nothing to check", rtt)
+		}
+		before[i] = c.raw.written.Load()
+	}
+	res := mustUpload(t, b, "big", newSource(4<<20+17, 13))
+	var carried []int64
+	for i := range b.slots {
+		if d := b.slots[i].peek().raw.written.Load() - before[i]; d > 0 {
+			carried = append(carried, d)
+		}
+	}
+	if len(carried) != 1 || carried[0] != res.Sent {
+		t.Errorf("bytes carried per connection: %v of %d: the upload was split", carried, res.Sent)
 	}
 }
 

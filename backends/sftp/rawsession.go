@@ -31,6 +31,7 @@ import (
 type rawSession struct {
 	ch          ssh.Channel
 	wg          *sync.WaitGroup // the connection's goroutines
+	written     atomic.Int64    // bytes of file data sent with WRITE
 	posixRename bool
 
 	mu      sync.Mutex
@@ -329,6 +330,7 @@ func (rs *rawSession) open(name string, pflags uint32, a rawAttrs) *rawCall {
 }
 
 func (rs *rawSession) write(h string, off int64, p []byte) *rawCall {
+	rs.written.Add(int64(len(p)))
 	return rs.queue(fxpWrite, func(b []byte) []byte {
 		b = putU64(putStr(b, h), uint64(off))
 		return append(putU32(b, uint32(len(p))), p...)

@@ -27,8 +27,11 @@ var batchBufs sync.Pool
 func (u *upload) createRaw(ctx context.Context) (*rawFile, error) {
 	rs := u.c.raw
 	call := rs.open(u.partial, fxfRead|fxfWrite|fxfCreat|fxfExcl, rawAttrs{flags: attrPerm, perm: 0o600})
+	t0 := time.Now()
 	rs.flush()
-	if err := call.wait(ctx); err != nil {
+	err := call.wait(ctx)
+	u.c.noteRTT(time.Since(t0))
+	if err != nil {
 		// The server may still create it; a retry resumes or restarts it.
 		go func() {
 			if h, err := call.handle(); err == nil {
