@@ -111,6 +111,10 @@ type Config struct {
 	// Logger receives connection events and the verification used; nil
 	// discards.
 	Logger *slog.Logger
+	// OnReconnect, when set, is called each time a connection that died is
+	// replaced by a new one (not for the first dial of a pool slot). It is
+	// called on the goroutine that dialled, so it must not block.
+	OnReconnect func()
 	// Dial opens the transport to addr ("host:port"); nil uses a TCP dialer
 	// with keepalive. Tests route connections through a proxy with it.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)

@@ -341,7 +341,8 @@ func (b *Backend) connAt(ctx context.Context, i int) (*conn, error) {
 	if s.c != nil && s.c.alive() {
 		return s.c, nil
 	}
-	if s.c != nil {
+	replacing := s.c != nil
+	if replacing {
 		b.log.Info("sftp reconnecting", "addr", b.cfg.addr, "conn", i, "after", s.c.reason())
 		s.c.kill("replaced")
 		s.c.wg.Wait()
@@ -359,6 +360,9 @@ func (b *Backend) connAt(ctx context.Context, i int) (*conn, error) {
 	}
 	s.c = c
 	s.cur.Store(c)
+	if replacing && b.cfg.OnReconnect != nil {
+		b.cfg.OnReconnect()
+	}
 	return c, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,6 +28,8 @@ func TestKeepaliveDetectsDeadLinkAndReconnects(t *testing.T) {
 	cfg.KeepaliveInterval = 100 * time.Millisecond
 	cfg.KeepaliveMaxMissed = 3
 	cfg.Connections = 1
+	var reconnects atomic.Int64
+	cfg.OnReconnect = func() { reconnects.Add(1) }
 	b := dial(t, cfg)
 	ctx := context.Background()
 	c, err := b.get(ctx)
@@ -57,6 +60,9 @@ func TestKeepaliveDetectsDeadLinkAndReconnects(t *testing.T) {
 	c2, _ := b.get(ctx)
 	if c2 == c || !c2.alive() {
 		t.Error("no new live connection after the loss")
+	}
+	if n := reconnects.Load(); n != 1 {
+		t.Errorf("OnReconnect called %d times for one replaced connection, want 1", n)
 	}
 	// What cannot run twice reports the loss and leaves the retry to the
 	// caller.
