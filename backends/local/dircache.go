@@ -16,12 +16,14 @@ import (
 // link out of the root. Opening that descriptor through os.Root walks the
 // path one element at a time; done per file it was three system calls of
 // about fifteen. The cache keeps the descriptors of recently used
-// directories open instead, and checks on each use, with one stat of the
-// path from the root, that the path still names the directory it holds: a
-// directory that was moved, removed or replaced (by ferry's own Rename and
-// Remove or by anyone else) is then opened again through os.Root, which
-// refuses a path that leads out of the root. A directory removed after that
-// check is caught by the kernel, which refuses to create entries in it.
+// directories open instead, and checks on each use that the path, resolved
+// from the root without following links (stillBeneath), still names the
+// directory it holds: a directory that was moved, removed or replaced (by
+// ferry's own Rename and Remove or by anyone else), or moved out of the
+// root with a link left in its place, is then opened again through
+// os.Root, which refuses a path that leads out of the root. A directory
+// removed after that check is caught by the kernel, which refuses to
+// create entries in it.
 
 // maxCachedDirs bounds the descriptors the cache keeps open. Uploads are
 // handed out directory by directory, so a few dozen are in use at a time.
@@ -100,8 +102,7 @@ func (c *dirCache) get(dir string) (*dirHandle, error) {
 	}
 	c.mu.Unlock()
 	if h != nil {
-		var st unix.Stat_t
-		if err := fstatat(c.rootDir.fd, dir, &st); err == nil && uint64(st.Dev) == h.dev && uint64(st.Ino) == h.ino {
+		if stillBeneath(c.rootDir.fd, dir, h.dev, h.ino) {
 			return h, nil
 		}
 		c.drop(h)
@@ -183,19 +184,10 @@ func (c *dirCache) close() {
 	}
 }
 
-// fstat and fstatat retry on EINTR; fstatat follows a final link, as
-// os.Root does when it opens a directory.
+// fstat retries on EINTR.
 func fstat(fd int, st *unix.Stat_t) error {
 	for {
 		if err := unix.Fstat(fd, st); err != unix.EINTR {
-			return err
-		}
-	}
-}
-
-func fstatat(dirfd int, name string, st *unix.Stat_t) error {
-	for {
-		if err := unix.Fstatat(dirfd, name, st, 0); err != unix.EINTR {
 			return err
 		}
 	}

@@ -46,6 +46,13 @@ func TestCachedDirectoryChangedUnderneath(t *testing.T) {
 			mustDo(t, os.Rename(filepath.Join(root, "a"), filepath.Join(root, "old")))
 			mustDo(t, os.Symlink(outside, filepath.Join(root, "a")))
 		}, backends.ErrUnsafePath},
+		// The cached directory itself leaves the root and a link to it
+		// takes its place: through the link the path still names it.
+		{"MovedOutAndLinked", func(t *testing.T, b *Backend, root, outside string) {
+			away := filepath.Join(filepath.Dir(outside), "away")
+			mustDo(t, os.Rename(filepath.Join(root, "a"), away))
+			mustDo(t, os.Symlink(away, filepath.Join(root, "a")))
+		}, backends.ErrUnsafePath},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -80,6 +87,9 @@ func TestCachedDirectoryChangedUnderneath(t *testing.T) {
 			}
 			if names, _ := os.ReadDir(outside); len(names) != 0 {
 				t.Errorf("outside the target: %v", names)
+			}
+			if _, err := os.Lstat(filepath.Join(base, "away", "second")); err == nil {
+				t.Error("the upload escaped the target through a stale descriptor")
 			}
 		})
 	}

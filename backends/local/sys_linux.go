@@ -66,3 +66,30 @@ func setTimesAt(dirfd int, name string, mtime time.Time) error {
 func startWriteback(fd int, off, n int64) {
 	unix.SyncFileRange(fd, off, n, unix.SYNC_FILE_RANGE_WRITE)
 }
+
+// stillBeneath reports whether dir, resolved from the root's descriptor
+// without following any link and without leaving the root, is still the
+// directory dev/ino. Following links would accept a cached directory that
+// was moved out of the root with a link to it left in its place. A link
+// anywhere on the way (also one that stays inside) answers false, as does
+// a kernel without openat2 (before 5.6): the caller then opens dir through
+// os.Root, which follows the links that stay inside and refuses the rest.
+func stillBeneath(rootfd int, dir string, dev, ino uint64) bool {
+	how := unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS,
+	}
+	var fd int
+	var err error
+	for {
+		if fd, err = unix.Openat2(rootfd, dir, &how); err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	return fstat(fd, &st) == nil && uint64(st.Dev) == dev && uint64(st.Ino) == ino
+}
