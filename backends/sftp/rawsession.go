@@ -33,6 +33,7 @@ type rawSession struct {
 	wg          *sync.WaitGroup // the connection's goroutines
 	written     atomic.Int64    // bytes of file data sent with WRITE
 	posixRename bool
+	copyData    bool // the server copies between handles (copy-data)
 
 	mu      sync.Mutex
 	next    uint32
@@ -107,8 +108,11 @@ func openRawSession(client *ssh.Client, wg *sync.WaitGroup) (*rawSession, error)
 	d := &decoder{b: b[5:]}
 	for len(d.b) > 0 && d.err == nil {
 		name, data := d.str(), d.str()
-		if name == "posix-rename@openssh.com" && data == "1" {
+		switch {
+		case name == "posix-rename@openssh.com" && data == "1":
 			rs.posixRename = true
+		case name == "copy-data" && data == "1":
+			rs.copyData = true
 		}
 	}
 	wg.Add(1)
@@ -353,6 +357,16 @@ func (rs *rawSession) close(h string) *rawCall {
 func (rs *rawSession) rename(from, to string) *rawCall {
 	return rs.queue(fxpExtended, func(b []byte) []byte {
 		return putStr(putStr(putStr(b, "posix-rename@openssh.com"), from), to)
+	})
+}
+
+// copyRange is the copy-data extension: the server copies n bytes (to the
+// end of the file when n is 0) from rh at roff to wh at woff, without them
+// crossing the network.
+func (rs *rawSession) copyRange(rh string, roff, n uint64, wh string, woff uint64) *rawCall {
+	return rs.queue(fxpExtended, func(b []byte) []byte {
+		b = putU64(putU64(putStr(putStr(b, "copy-data"), rh), roff), n)
+		return putU64(putStr(b, wh), woff)
 	})
 }
 

@@ -281,6 +281,22 @@ func (u *upload) resumePartial(createErr error) (f *sftp.File, resumed int64, er
 		f.Close()
 		return nil, 0, err
 	}
+	if u.canCopy() {
+		nf, err := u.resumeByCopy(off)
+		if err == nil {
+			f.Close() // the old partial, unlinked by now
+			u.b.log.Debug("resume by server-side copy", "path", u.p, "copied", off)
+			u.b.log.Info("resuming upload", "path", u.p, "partial_size", fi.Size(), "verified", off, "size", u.src.Size())
+			return nf, off, nil
+		}
+		if !copyFailed(u.c, err) {
+			f.Close()
+			return nil, 0, err
+		}
+		u.b.log.Debug("server-side copy failed; resuming in place", "path", u.p, "err", err)
+	} else {
+		u.b.log.Debug("resume in place: the server offers no copy-data", "path", u.p)
+	}
 	if off < u.src.Size() && fi.Mode().Perm() != 0o600 {
 		// A partial sealed with the source's mode, then found short:
 		// private again before it is incomplete.

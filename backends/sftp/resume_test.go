@@ -1,0 +1,191 @@
+package sftp
+
+import (
+	"bytes"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/ferrysync/ferry/backends"
+	"github.com/ferrysync/ferry/integration/sshd"
+)
+
+// lockedLog collects log output of concurrent goroutines.
+type lockedLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// resumeSize is the source size of TestResumeLeavesHeldPartialBehind, in
+// MiB (FERRY_RESUME_MIB, default 6): 100 measures the server-side copy.
+func resumeSize() int {
+	if v, err := strconv.Atoi(os.Getenv("FERRY_RESUME_MIB")); err == nil && v > 0 {
+		return v << 20
+	}
+	return 6 << 20
+}
+
+// TestResumeLeavesHeldPartialBehind resumes a partial that another handle
+// (standing in for an abandoned session's) holds open for writing. Where
+// the server offers copy-data, the published file must be another inode
+// than the held one, so a stale write and chmod through that handle leave
+// it as published; where it does not (the in-process pkg/sftp server, or
+// OpenSSH with the extension ignored), the upload resumes in place, which
+// the same stale write visibly changes, so the test can tell the two apart.
+func TestResumeLeavesHeldPartialBehind(t *testing.T) {
+	openssh := func(t *testing.T) (Config, string) {
+		if testing.Short() {
+			t.Skip("starts sshd")
+		}
+		t.Setenv("SSH_AUTH_SOCK", "")
+		srv := sshd.Start(t, sshd.Options{})
+		return Config{
+			Host: "127.0.0.1", Port: srv.Port(), User: srv.User(), Root: srv.Root(),
+			IdentityFiles: []string{srv.ClientKeyPath()}, KnownHostsFile: srv.KnownHostsPath(),
+			SSHConfigFile: "none", Connections: 1,
+		}, srv.Root()
+	}
+	cases := []struct {
+		name     string
+		start    func(t *testing.T) (Config, string)
+		copyOff  bool // ignore the server's copy-data
+		wantCopy bool
+	}{
+		{"in-process pkg/sftp server resumes in place", func(t *testing.T) (Config, string) {
+			e := newEnv(t, serverOpts{})
+			return e.config(), e.root
+		}, false, false},
+		{"OpenSSH copies the prefix into a new partial", openssh, false, true},
+		{"OpenSSH without copy-data resumes in place", openssh, true, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, root := tc.start(t)
+			var log lockedLog
+			cfg.Logger = slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			b := dial(t, cfg)
+			if tc.copyOff {
+				rs := b.slots[0].peek().raw
+				if rs == nil || !rs.copyData {
+					t.Fatal("the server offers no copy-data to ignore: the case proves nothing")
+				}
+				rs.copyData = false
+			}
+			size := resumeSize()
+			src := newSource(size, 77)
+			good := size - 1<<20 + 12345
+			// What an interrupted upload leaves: good bytes, then bytes that
+			// differ from the source, within the last window.
+			content := append([]byte{}, src.data[:good+4096]...)
+			for i := good; i < len(content); i++ {
+				content[i] ^= 0xff
+			}
+			partial := filepath.Join(root, backends.PartialName("f.bin", src.Size(), src.ModTime()))
+			if err := os.WriteFile(partial, content, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			held, err := os.OpenFile(partial, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer held.Close()
+
+			t0 := time.Now()
+			res := mustUpload(t, b, "f.bin", src)
+			took := time.Since(t0)
+			t.Logf("resumed %d of %d MiB and sent %d in %v", res.Resumed, size>>20, res.Sent, took.Round(time.Millisecond))
+			if res.Resumed != int64(good) || res.Sent != src.Size()-int64(good) {
+				t.Errorf("resumed %d and sent %d, want %d and %d", res.Resumed, res.Sent, good, src.Size()-int64(good))
+			}
+			final := filepath.Join(root, "f.bin")
+			if got, err := os.ReadFile(final); err != nil || !bytes.Equal(got, src.data) {
+				t.Fatalf("published file differs from the source (%v)", err)
+			}
+			if ents, _ := os.ReadDir(root); len(ents) != 1 {
+				t.Errorf("root holds %d entries, want f.bin alone (a partial left behind?)", len(ents))
+			}
+			logged := log.String()
+			if strings.Contains(logged, "resume by server-side copy") != tc.wantCopy ||
+				strings.Contains(logged, "resume in place") == tc.wantCopy {
+				t.Errorf("log does not say the resume was done by copy=%v:\n%s", tc.wantCopy, logged)
+			}
+			hfi, err := held.Stat()
+			if err != nil {
+				t.Fatal(err)
+			}
+			pfi, err := os.Stat(final)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if same := os.SameFile(hfi, pfi); same == tc.wantCopy {
+				t.Errorf("published file is the held partial: %v, want %v", same, !tc.wantCopy)
+			}
+
+			// The earlier session's requests arrive late.
+			if _, err := held.WriteAt(src.data[:4096], 0); err != nil {
+				t.Fatal(err)
+			}
+			if err := held.Chmod(0o666); err != nil {
+				t.Fatal(err)
+			}
+			after, err := os.Stat(final)
+			if err != nil {
+				t.Fatal(err)
+			}
+			changed := !after.ModTime().Equal(src.ModTime()) || after.Mode().Perm() != src.Mode().Perm()
+			if changed == tc.wantCopy {
+				t.Errorf("after a stale write and chmod the published file has mtime %v mode %v (source %v %v): changed %v, want %v",
+					after.ModTime(), after.Mode(), src.ModTime(), src.Mode(), changed, !tc.wantCopy)
+			}
+		})
+	}
+}
+
+func TestResumeName(t *testing.T) {
+	long := strings.Repeat("é", 200)
+	cases := []struct {
+		name, path string
+	}{
+		{"at the root", "f.bin"},
+		{"in a directory", "a/b/f.bin"},
+		{"a name at the length limit", "d/" + long[:backends.MaxNameLen]},
+		{"multi-byte runes cut", "d/x" + long},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			partial := "/root/" + backends.PartialName(tc.path, 10, time.Unix(1, 0))
+			a, b := resumeName(partial), resumeName(partial)
+			if a == b {
+				t.Errorf("two names alike: %s", a)
+			}
+			dir, base := filepath.Split(a)
+			if wdir, _ := filepath.Split(partial); dir != wdir {
+				t.Errorf("copy in %s, partial in %s", dir, wdir)
+			}
+			if !backends.IsPartialName(a) {
+				t.Errorf("%s is not a partial name", a)
+			}
+			if len(base) > backends.MaxNameLen || !utf8.ValidString(base) {
+				t.Errorf("name of %d bytes (valid UTF-8: %v)", len(base), utf8.ValidString(base))
+			}
+		})
+	}
+}
