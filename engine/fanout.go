@@ -96,10 +96,10 @@ func SyncTargets(ctx context.Context, opts FanOutOptions) ([]TargetResult, error
 	if err := checkSourceRoot(opts.Source); err != nil {
 		return nil, err
 	}
-	if len(opts.Targets) == 1 && opts.Targets[0].State != nil && !opts.DryRun && !opts.Checksum {
-		// One target with its state (Sync, and jobs of one target): the
-		// scan is planned against the state as it goes, so that a run
-		// holds what differs, not two trees.
+	if len(opts.Targets) == 1 && !opts.DryRun && !opts.Checksum {
+		// One target (Sync, and jobs of one target): the scan is planned
+		// against the target's state, or its listing, as both go, so that
+		// a run holds what differs, not two trees.
 		return syncStreamed(ctx, &opts, filter, log)
 	}
 
