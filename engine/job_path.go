@@ -18,11 +18,19 @@ import (
 
 // syncPath brings one path of the target to the source's current state: a
 // file is compared and copied, a directory's subtree is compared as a
-// whole, and a path the source no longer has is deleted (mirror mode).
-func (r *runner) syncPath(ctx context.Context, p string) error {
+// whole, and a path the source no longer has is deleted (mirror mode);
+// with waitGone set, such a path is first given DeleteDelay (errGoneWait)
+// to come back.
+func (r *runner) syncPath(ctx context.Context, p string, waitGone bool) error {
 	local := filepath.Join(r.j.source, filepath.FromSlash(p))
 	fi, err := os.Lstat(local)
 	switch {
+	case (errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)) && waitGone:
+		// It was there when process looked, and went since: an editor
+		// between renaming the old version away and writing the new one.
+		// Deleting now would leave the target without the file until the
+		// next change lands.
+		return errGoneWait
 	case errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR):
 		return r.removePath(ctx, p)
 	case err != nil:
@@ -80,7 +88,7 @@ func (r *runner) syncPath(ctx context.Context, p string) error {
 		return err
 	}
 	for _, m := range moved {
-		if err := r.syncPath(ctx, m); err != nil {
+		if err := r.syncPath(ctx, m, false); err != nil {
 			return err
 		}
 	}
@@ -242,11 +250,11 @@ func (r *runner) rename(ctx context.Context, it *item) error {
 		return err
 	}
 	if !moved {
-		if err := r.syncPath(ctx, it.from); err != nil {
+		if err := r.syncPath(ctx, it.from, false); err != nil {
 			return err
 		}
 	}
-	return r.syncPath(ctx, it.path)
+	return r.syncPath(ctx, it.path, false)
 }
 
 func (r *runner) move(ctx context.Context, it *item) (bool, error) {

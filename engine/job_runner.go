@@ -205,7 +205,8 @@ func (r *runner) probe(ctx context.Context) {
 // process brings the target in line for one item and returns why it could
 // not, classified as the backends classify errors.
 func (r *runner) process(ctx context.Context, it *item) error {
-	if r.j.opts.Mode == Mirror && !it.goneSeen && it.kind != itemFull {
+	waitGone := r.j.opts.Mode == Mirror && !it.goneSeen && it.kind != itemFull
+	if waitGone {
 		// Something is about to go from the target: make sure it stays
 		// gone from the source for a moment first.
 		p := it.path
@@ -224,7 +225,7 @@ func (r *runner) process(ctx context.Context, it *item) error {
 			return r.full(ctx, it)
 		}
 	}
-	return r.syncPath(ctx, it.path)
+	return r.syncPath(ctx, it.path, waitGone)
 }
 
 // errGoneWait asks for an item to be looked at again after DeleteDelay.

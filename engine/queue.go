@@ -108,7 +108,8 @@ func (q *queue) signal() {
 // push queues it, merging it with a pending item for the same path. An item
 // whose path lies under a pending (not in-flight) item is dropped: that item
 // will look at the whole subtree after this change happened. A new change
-// clears any retry delay of the item it merges into.
+// clears any retry delay of the item it merges into, and its wait for the
+// path to stay gone.
 func (q *queue) push(it *item) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -151,6 +152,11 @@ func (q *queue) pushLocked(it *item, fresh bool) {
 	if fresh && it.notBefore.IsZero() {
 		old.attempts = 0
 		old.notBefore = time.Time{}
+		// The wait for a path to stay gone starts again: a rename merged
+		// into a delete that had waited out its delay would otherwise move
+		// the file away at once, maybe in the instant an editor's save has
+		// no file under the old name.
+		old.goneSeen = false
 	}
 }
 
