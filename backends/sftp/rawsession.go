@@ -349,6 +349,10 @@ func (rs *rawSession) fsetstat(h string, a rawAttrs) *rawCall {
 	return rs.queue(fxpFsetstat, func(b []byte) []byte { return a.append(putStr(b, h)) })
 }
 
+func (rs *rawSession) remove(name string) *rawCall {
+	return rs.queue(fxpRemove, func(b []byte) []byte { return putStr(b, name) })
+}
+
 func (rs *rawSession) close(h string) *rawCall {
 	return rs.queue(fxpClose, func(b []byte) []byte { return putStr(b, h) })
 }

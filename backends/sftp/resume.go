@@ -1,8 +1,6 @@
 package sftp
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -35,14 +33,20 @@ func (u *upload) canCopy() bool {
 // resumeByCopy copies the first off bytes of the partial into a new,
 // owner-only partial, puts that one at the partial's name and returns a
 // handle on it. Nothing is left at a second name unless the connection
-// dies midway (then it is a partial that cleanup finds).
+// dies midway; the next resume of the same upload removes that.
 func (u *upload) resumeByCopy(off int64) (*sftp.File, error) {
 	c := u.c
 	rs := c.raw
 	tmp := resumeName(u.partial)
+	// A copy an interrupted resume left may be held open by that attempt's
+	// session as well: unlinked first, it is never the one written on.
+	rm := rs.remove(tmp)
 	rd := rs.open(u.partial, fxfRead, rawAttrs{})
 	wr := rs.open(tmp, fxfRead|fxfWrite|fxfCreat|fxfExcl, rawAttrs{flags: attrPerm, perm: 0o600})
 	rs.flush()
+	if err := rm.status(); err != nil && !errors.Is(err, os.ErrNotExist) {
+		u.b.log.Debug("remove an earlier copy of the partial", "partial", tmp, "err", err)
+	}
 	rh, rerr := rd.handle()
 	wh, werr := wr.handle()
 	if werr != nil {
@@ -101,14 +105,13 @@ func (u *upload) resumeByCopy(off int64) (*sftp.File, error) {
 	return f, nil
 }
 
-// resumeName is a new, unique name for the copy of a partial, in its
-// directory and with the partial prefix (so cleanup and listings treat it
-// as one).
+// resumeName is the name of the copy of a partial: in its directory, with
+// the partial prefix (listings and cleanup treat it as a partial), and the
+// same in every attempt, so the next resume removes a copy that an
+// interrupted one left.
 func resumeName(partial string) string {
-	var r [6]byte
-	rand.Read(r[:])
 	dir, base := path.Split(partial)
-	prefix := backends.PartialPrefix + "r" + hex.EncodeToString(r[:]) + "-"
+	prefix := backends.PartialPrefix + "r-"
 	rest := base[min(len(base), len(backends.PartialPrefix)):]
 	if max := backends.MaxNameLen - len(prefix); len(rest) > max {
 		rest = rest[:max]

@@ -47,7 +47,8 @@ func resumeSize() int {
 // (standing in for an abandoned session's) holds open for writing. Where
 // the server offers copy-data, the published file must be another inode
 // than the held one, so a stale write and chmod through that handle leave
-// it as published; where it does not (the in-process pkg/sftp server, or
+// it as published (nor is a copy an interrupted resume left, held open
+// too, written on); where it does not (the in-process pkg/sftp server, or
 // OpenSSH with the extension ignored), the upload resumes in place, which
 // the same stale write visibly changes, so the test can tell the two apart.
 func TestResumeLeavesHeldPartialBehind(t *testing.T) {
@@ -107,6 +108,26 @@ func TestResumeLeavesHeldPartialBehind(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer held.Close()
+			if tc.wantCopy {
+				// A copy an interrupted resume left, still held open by
+				// that attempt's session.
+				left := resumeName(partial)
+				if err := os.WriteFile(left, content[:4096], 0o600); err != nil {
+					t.Fatal(err)
+				}
+				heldCopy, err := os.OpenFile(left, os.O_WRONLY, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer heldCopy.Close()
+				defer func() {
+					hfi, _ := heldCopy.Stat()
+					pfi, _ := os.Stat(filepath.Join(root, "f.bin"))
+					if os.SameFile(hfi, pfi) {
+						t.Error("published file is the copy an interrupted resume left")
+					}
+				}()
+			}
 
 			t0 := time.Now()
 			res := mustUpload(t, b, "f.bin", src)
@@ -126,6 +147,11 @@ func TestResumeLeavesHeldPartialBehind(t *testing.T) {
 			if strings.Contains(logged, "resume by server-side copy") != tc.wantCopy ||
 				strings.Contains(logged, "resume in place") == tc.wantCopy {
 				t.Errorf("log does not say the resume was done by copy=%v:\n%s", tc.wantCopy, logged)
+			}
+			for _, line := range strings.Split(logged, "\n") {
+				if strings.Contains(line, "server-side copy") {
+					t.Log(line)
+				}
 			}
 			hfi, err := held.Stat()
 			if err != nil {
@@ -172,9 +198,9 @@ func TestResumeName(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			partial := "/root/" + backends.PartialName(tc.path, 10, time.Unix(1, 0))
-			a, b := resumeName(partial), resumeName(partial)
-			if a == b {
-				t.Errorf("two names alike: %s", a)
+			a := resumeName(partial)
+			if a == partial || a != resumeName(partial) {
+				t.Errorf("copy of %s named %s, then %s; want one name, not the partial's", partial, a, resumeName(partial))
 			}
 			dir, base := filepath.Split(a)
 			if wdir, _ := filepath.Split(partial); dir != wdir {

@@ -282,10 +282,11 @@ func (u *upload) resumePartial(createErr error) (f *sftp.File, resumed int64, er
 		return nil, 0, err
 	}
 	if u.canCopy() {
+		t0 := time.Now()
 		nf, err := u.resumeByCopy(off)
 		if err == nil {
 			f.Close() // the old partial, unlinked by now
-			u.b.log.Debug("resume by server-side copy", "path", u.p, "copied", off)
+			u.b.log.Debug("resume by server-side copy", "path", u.p, "copied", off, "took", time.Since(t0).Round(time.Millisecond))
 			u.b.log.Info("resuming upload", "path", u.p, "partial_size", fi.Size(), "verified", off, "size", u.src.Size())
 			return nf, off, nil
 		}

@@ -20,6 +20,7 @@ const (
 	fxpWrite    = 6
 	fxpFstat    = 8
 	fxpFsetstat = 10
+	fxpRemove   = 13
 	fxpExtended = 200
 	fxpStatus   = 101
 	fxpHandle   = 102
