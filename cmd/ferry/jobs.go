@@ -24,13 +24,15 @@ var errNotBuilt = errors.New("not supported by this build")
 // configTargetOpener opens one configured target; tests replace it.
 var configTargetOpener = openConfigTarget
 
-// openConfigTarget opens one target of a job as the config describes it. A
-// local target's directory is created when missing. An unreachable or
+// openConfigTarget opens one target of a job as the config describes it;
+// onReconnect, when not nil, is called each time an SFTP target replaces a
+// connection that died (it must not block). A local target's directory is
+// created when missing. An unreachable or
 // refusing SFTP server keeps its class (backends.ErrUnreachable,
 // backends.ErrAuth, which an unreadable password_file or passphrase_file
 // also is); settings this build cannot use wrap errNotBuilt. The caller
 // closes the backend.
-func openConfigTarget(ctx context.Context, t *config.Target, log *slog.Logger) (backends.Backend, error) {
+func openConfigTarget(ctx context.Context, t *config.Target, log *slog.Logger, onReconnect func()) (backends.Backend, error) {
 	switch t.Type {
 	case config.Local:
 		if err := os.MkdirAll(t.Path, 0o755); err != nil {
@@ -39,6 +41,7 @@ func openConfigTarget(ctx context.Context, t *config.Target, log *slog.Logger) (
 		return local.New(t.Path, local.Options{NoFsync: !t.Fsync, Logger: log})
 	case config.SFTP:
 		c := sftpConfig(t, log)
+		c.OnReconnect = onReconnect
 		if err := readSFTPSecrets(t, &c); err != nil {
 			return nil, err
 		}
@@ -136,42 +139,18 @@ func s3Config(t *config.Target, log *slog.Logger) s3.Config {
 }
 
 // targetLogger is the logger of one job's target: job= and target= on every
-// line, and reconnects of the connection counted in m.
-func targetLogger(base *slog.Logger, m *engine.Metrics, job, target string) *slog.Logger {
-	h := base.Handler()
-	if m != nil {
-		h = &reconnectCounter{Handler: h, count: func() { m.Reconnected(job, target) }}
-	}
-	return slog.New(h).With("job", job, "target", target)
+// line.
+func targetLogger(base *slog.Logger, job, target string) *slog.Logger {
+	return base.With("job", job, "target", target)
 }
 
-// reconnectCounter counts the SFTP backend's "reconnecting" log events,
-// the one place a reconnect is visible from outside the backend.
-type reconnectCounter struct {
-	slog.Handler
-	count func()
-}
-
-func (r *reconnectCounter) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= slog.LevelInfo || r.Handler.Enabled(ctx, l)
-}
-
-func (r *reconnectCounter) Handle(ctx context.Context, rec slog.Record) error {
-	if rec.Message == "sftp reconnecting" {
-		r.count()
-	}
-	if !r.Handler.Enabled(ctx, rec.Level) {
+// reconnects returns the hook that counts a target's reconnects in m, or
+// nil without metrics.
+func reconnects(m *engine.Metrics, job, target string) func() {
+	if m == nil {
 		return nil
 	}
-	return r.Handler.Handle(ctx, rec)
-}
-
-func (r *reconnectCounter) WithAttrs(as []slog.Attr) slog.Handler {
-	return &reconnectCounter{Handler: r.Handler.WithAttrs(as), count: r.count}
-}
-
-func (r *reconnectCounter) WithGroup(name string) slog.Handler {
-	return &reconnectCounter{Handler: r.Handler.WithGroup(name), count: r.count}
+	return func() { m.Reconnected(job, target) }
 }
 
 // engineMode maps the config's mode.
@@ -216,7 +195,8 @@ func fanOut(j *config.Job, base *slog.Logger, m *engine.Metrics, now func() time
 		o.Versions = &engine.Versions{Dir: j.BackupDir, Keep: engine.Keep{Count: j.Keep.Count, Age: j.Keep.Age}, Now: now}
 	}
 	for _, t := range j.Targets {
-		log := targetLogger(base, m, j.Name, t.Name)
+		log := targetLogger(base, j.Name, t.Name)
+		onReconnect := reconnects(m, j.Name, t.Name)
 		exec := execOptions(t)
 		exec.Logger = log
 		if m != nil {
@@ -230,7 +210,7 @@ func fanOut(j *config.Job, base *slog.Logger, m *engine.Metrics, now func() time
 		o.Targets = append(o.Targets, engine.FanOutTarget{
 			Name: t.Name,
 			Open: func(ctx context.Context) (backends.Backend, error) {
-				return configTargetOpener(ctx, t, log)
+				return configTargetOpener(ctx, t, log, onReconnect)
 			},
 			Exec:         exec,
 			ModifyWindow: modifyWindow(t),

@@ -58,8 +58,8 @@ func countTargets(t *testing.T) *opCounts {
 	c := &opCounts{}
 	old := configTargetOpener
 	t.Cleanup(func() { configTargetOpener = old })
-	configTargetOpener = func(ctx context.Context, ct *config.Target, log *slog.Logger) (backends.Backend, error) {
-		b, err := old(ctx, ct, log)
+	configTargetOpener = func(ctx context.Context, ct *config.Target, log *slog.Logger, onReconnect func()) (backends.Backend, error) {
+		b, err := old(ctx, ct, log, onReconnect)
 		if err != nil {
 			return nil, err
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -161,7 +162,7 @@ func TestLazyBackendOpensWhenTheTargetAnswers(t *testing.T) {
 		if !up {
 			return nil, fmt.Errorf("refused: %w", backends.ErrUnreachable)
 		}
-		return openConfigTarget(ctx, &config.Target{Name: "t", Type: config.Local, Path: dir}, nil)
+		return openConfigTarget(ctx, &config.Target{Name: "t", Type: config.Local, Path: dir}, nil, nil)
 	}}
 	defer lb.Close()
 	if _, err := lb.List(context.Background(), ""); !errors.Is(err, backends.ErrUnreachable) {
@@ -180,5 +181,71 @@ func TestLazyBackendOpensWhenTheTargetAnswers(t *testing.T) {
 	lb.Mkdir(context.Background(), "d")
 	if opens != 2 {
 		t.Errorf("%d opens, want 2 (one failed, one kept)", opens)
+	}
+}
+
+// TestReconnectsCountedPerTarget: the hook each job hands its targets'
+// opener counts into ferry_reconnects_total under the job's and the
+// target's names, for one-shot and watch jobs. The fake opener stands in
+// for an SFTP target that replaced a dead connection twice and once.
+func TestReconnectsCountedPerTarget(t *testing.T) {
+	old := configTargetOpener
+	t.Cleanup(func() { configTargetOpener = old })
+	configTargetOpener = func(ctx context.Context, ct *config.Target, log *slog.Logger, onReconnect func()) (backends.Backend, error) {
+		if onReconnect == nil {
+			return nil, fmt.Errorf("target %s opened without a reconnect hook", ct.Name)
+		}
+		for range map[string]int{"a": 2, "b": 1}[ct.Name] {
+			onReconnect()
+		}
+		return old(ctx, ct, log, onReconnect)
+	}
+	for _, kind := range []string{"once", "watch"} {
+		t.Run(kind, func(t *testing.T) {
+			c := loadJobs(t, fmt.Sprintf(`
+jobs:
+  - name: site
+    source: ./src
+    watch: %v
+    state: false
+    targets:
+      - {name: a, type: local, path: ./a, fsync: false}
+      - {name: b, type: local, path: ./b, fsync: false}
+`, kind == "watch"))
+			m := engine.NewMetrics()
+			log := slog.New(slog.DiscardHandler)
+			want := []string{`ferry_reconnects_total{job="site",target="a"} 2`, `ferry_reconnects_total{job="site",target="b"} 1`}
+			counted := func() string {
+				rec := httptest.NewRecorder()
+				m.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+				for _, w := range want {
+					if !strings.Contains(rec.Body.String(), w) {
+						return w
+					}
+				}
+				return ""
+			}
+			if kind == "once" {
+				r := runJobOnce(t.Context(), c.Jobs[0], log, m, stateSettings{})
+				if r.err != nil {
+					t.Fatal(r.err)
+				}
+				for _, tr := range r.targets {
+					if tr.Err != nil {
+						t.Fatalf("target %s: %v", tr.Name, tr.Err)
+					}
+				}
+			} else {
+				ctx, cancel := context.WithCancel(t.Context())
+				done := make(chan error, 1)
+				go func() { done <- runWatchJob(ctx, c.Jobs[0], log, m, stateSettings{}) }()
+				waitFor(t, "both targets opened", 10*time.Second, func() bool { return counted() == "" })
+				cancel()
+				<-done
+			}
+			if w := counted(); w != "" {
+				t.Errorf("metrics lack %s", w)
+			}
+		})
 	}
 }

@@ -33,9 +33,10 @@ func runWatchJob(ctx context.Context, j *config.Job, base *slog.Logger, m *engin
 		opts.Excludes = append(slices.Clone(j.Exclude), engine.ExcludeVersions(j.BackupDir))
 	}
 	for _, t := range j.Targets {
-		tlog := targetLogger(base, m, j.Name, t.Name)
+		tlog := targetLogger(base, j.Name, t.Name)
+		onReconnect := reconnects(m, j.Name, t.Name)
 		lb := &lazyBackend{name: t.Name, open: func(ctx context.Context) (backends.Backend, error) {
-			return configTargetOpener(ctx, t, tlog)
+			return configTargetOpener(ctx, t, tlog, onReconnect)
 		}}
 		defer lb.Close()
 		var b backends.Backend = lb

@@ -77,7 +77,7 @@ func (a *targetArgs) open(ctx context.Context, spec string, g *globalOptions, st
 			return openedTarget{}, &exitError{code: exitFailed, err: fmt.Errorf("target %s/%s: %s is not a directory", j.Name, t.Name, t.Path)}
 		}
 	}
-	b, err := configTargetOpener(ctx, t, log)
+	b, err := configTargetOpener(ctx, t, log, nil)
 	if err != nil {
 		return openedTarget{}, openFailed(err)
 	}

@@ -24,17 +24,17 @@ func fakeTargets(t *testing.T) {
 	t.Helper()
 	old := configTargetOpener
 	t.Cleanup(func() { configTargetOpener = old })
-	configTargetOpener = func(ctx context.Context, ct *config.Target, log *slog.Logger) (backends.Backend, error) {
+	configTargetOpener = func(ctx context.Context, ct *config.Target, log *slog.Logger, onReconnect func()) (backends.Backend, error) {
 		switch {
 		case strings.HasPrefix(ct.Name, "dead"):
 			return nil, fmt.Errorf("dial 127.0.0.1:1: connection refused: %w", backends.ErrUnreachable)
 		case strings.HasPrefix(ct.Name, "auth"):
 			return nil, fmt.Errorf("host key mismatch: %w", backends.ErrAuth)
 		case strings.HasPrefix(ct.Name, "nopng"):
-			b, err := old(ctx, ct, log)
+			b, err := old(ctx, ct, log, onReconnect)
 			return noPNG{b}, err
 		}
-		return old(ctx, ct, log)
+		return old(ctx, ct, log, onReconnect)
 	}
 }
 
