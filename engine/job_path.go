@@ -80,7 +80,7 @@ func (r *runner) syncPath(ctx context.Context, p string, waitGone bool) error {
 	popts := r.popts
 	popts.Incomplete = Incomplete(scanProblems) || len(listProblems) > 0
 	plan := MakePlan(src, dst, popts)
-	moved, err := r.moveInstead(ctx, &plan)
+	moved, err := r.moveInstead(ctx, &plan, waitGone)
 	if err != nil {
 		return err
 	}
@@ -99,7 +99,13 @@ func (r *runner) syncPath(ctx context.Context, p string, waitGone bool) error {
 // source (whose own hints may not have come yet) by moves on the target. It
 // returns the directories moved, whose subtrees still need a comparison;
 // their ops are dropped from the plan.
-func (r *runner) moveInstead(ctx context.Context, plan *Plan) (dirs []string, err error) {
+//
+// A move takes the old path away from the target, so with waitGone set it
+// is not done at once: errGoneWait gives the old path DeleteDelay to come
+// back, as a delete would get. An editor that renames the file away, writes
+// the new version and deletes the old one must not leave the target
+// without the file in between.
+func (r *runner) moveInstead(ctx context.Context, plan *Plan, waitGone bool) (dirs []string, err error) {
 	if r.j.opts.Mode != Mirror {
 		return nil, nil
 	}
@@ -117,6 +123,9 @@ func (r *runner) moveInstead(ctx context.Context, plan *Plan) (dirs []string, er
 		}
 		if (op.Kind == OpUpload || op.Kind == OpMkdir) && op.Dst == nil {
 			if from, old, ok := r.j.movedFrom(&op.Src); ok {
+				if waitGone {
+					return nil, errGoneWait
+				}
 				done, err := r.move(ctx, &item{kind: itemRename, path: op.Path, from: from, expect: old})
 				if err != nil {
 					return nil, err
