@@ -143,29 +143,100 @@ func (ts *StateSync) corrupt(cause error, h *state.Header) (string, error) {
 // the store (unless it was never listed) and rebuilds the store from the
 // listing. Errors are those of ListTarget, or of the state file.
 func (ts *StateSync) relist(ctx context.Context, b backends.Backend, f *Filter, log *slog.Logger, h state.Header, why string) (entries, partials []backends.FileInfo, problems []Problem, err error) {
-	ts.Stats.Listed, ts.Stats.Why = true, why
-	log.Debug("listing the target", "why", why)
-	at := ts.now()
+	rb, err := ts.startRelist(log, h, why)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	entries, partials, problems, err = ListTarget(ctx, b, f, log)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if !h.ListedAt.IsZero() {
-		ts.Stats.Drifted, err = ts.drift(entries, log)
-		if err != nil {
-			log.Warn("state unreadable; rebuilding it from the listing", "err", err)
-		}
-		if ts.Stats.Drifted > 0 {
-			log.Warn(fmt.Sprintf("%d drifted paths: the target changed behind ferry's back; the plan repairs them", ts.Stats.Drifted))
+	for _, e := range entries {
+		if err := rb.Add(e); err != nil {
+			return nil, nil, nil, err
 		}
 	}
-	if len(problems) > 0 {
-		at = time.Time{} // an incomplete listing is never trusted later
-	}
-	if err := ts.Store.Replace(entries, at); err != nil {
+	if err := rb.finish(len(problems) > 0); err != nil {
 		return nil, nil, nil, err
 	}
 	return entries, partials, problems, nil
+}
+
+// relister rebuilds the store from a listing handed to it in path order,
+// counting the drift from the old records as it goes.
+type relister struct {
+	*state.Rebuild
+	ts    *StateSync
+	log   *slog.Logger
+	at    time.Time
+	count bool // the store was listed before: differences are drift
+	bad   bool // a record could not be decoded: drift no longer counted
+}
+
+// startRelist starts listing the target for the reason why: the store is
+// marked never listed until the rebuild finishes. Errors are the state
+// file's.
+func (ts *StateSync) startRelist(log *slog.Logger, h state.Header, why string) (*relister, error) {
+	ts.Stats.Listed, ts.Stats.Why = true, why
+	log.Debug("listing the target", "why", why)
+	r := &relister{ts: ts, log: log, at: ts.now(), count: !h.ListedAt.IsZero()}
+	rb, err := ts.Store.Rebuild()
+	if err != nil {
+		return nil, err
+	}
+	rb.Diff = r.diff
+	r.Rebuild = rb
+	return r, nil
+}
+
+// finish commits the rebuilt store, trusted only when the listing was
+// complete, and reports the drift.
+func (r *relister) finish(incomplete bool) error {
+	at := r.at
+	if incomplete {
+		at = time.Time{} // an incomplete listing is never trusted later
+	}
+	if err := r.Finish(at); err != nil {
+		return err
+	}
+	if r.ts.Stats.Drifted > 0 {
+		r.log.Warn(fmt.Sprintf("%d drifted paths: the target changed behind ferry's back; the plan repairs them", r.ts.Stats.Drifted))
+	}
+	return nil
+}
+
+// diff counts a path where the listing and the store disagree: missing or
+// extra entries, another type, size, link target, or a file mtime off by
+// more than a second (targets that keep whole seconds are not drift).
+func (r *relister) diff(cur, old *backends.FileInfo, oldErr error) {
+	if !r.count || r.bad {
+		return
+	}
+	if oldErr != nil {
+		r.bad = true
+		r.log.Warn("state unreadable; rebuilding it from the listing", "err", oldErr)
+		return
+	}
+	report := func(p, what string) {
+		r.ts.Stats.Drifted++
+		if r.ts.Stats.Drifted <= 20 {
+			r.log.Info("drifted", "path", p, "what", what)
+		}
+	}
+	switch {
+	case old == nil:
+		report(cur.Path, "added on the target")
+	case cur == nil:
+		report(old.Path, "gone from the target")
+	case kindOf(cur) != kindOf(old):
+		report(old.Path, "type changed")
+	case cur.IsRegular() && cur.Size != old.Size:
+		report(old.Path, "size changed")
+	case cur.IsRegular() && !(PlanOptions{ModifyWindow: time.Second}).sameTime(cur.ModTime, old.ModTime):
+		report(old.Path, "mtime changed")
+	case cur.IsSymlink() && cur.LinkTarget != old.LinkTarget:
+		report(old.Path, "link target changed")
+	}
 }
 
 // verify checks again, on the target, the paths a cut run left in flight,
@@ -250,47 +321,6 @@ func (ts *StateSync) putTree(ctx context.Context, b backends.Backend, e backends
 		}
 	}
 	return nil
-}
-
-// drift counts the paths where a fresh listing (sorted) and the store
-// disagree: missing or extra entries, another type, size, link target, or
-// a file mtime off by more than a second (targets that keep whole seconds
-// are not drift).
-func (ts *StateSync) drift(listed []backends.FileInfo, log *slog.Logger) (int, error) {
-	n, i := 0, 0
-	report := func(p, what string) {
-		n++
-		if n <= 20 {
-			log.Info("drifted", "path", p, "what", what)
-		}
-	}
-	err := ts.Store.ForEach(func(old backends.FileInfo) error {
-		for i < len(listed) && ComparePaths(listed[i].Path, old.Path) < 0 {
-			report(listed[i].Path, "added on the target")
-			i++
-		}
-		if i == len(listed) || listed[i].Path != old.Path {
-			report(old.Path, "gone from the target")
-			return nil
-		}
-		cur := &listed[i]
-		i++
-		switch {
-		case kindOf(cur) != kindOf(&old):
-			report(old.Path, "type changed")
-		case cur.IsRegular() && cur.Size != old.Size:
-			report(old.Path, "size changed")
-		case cur.IsRegular() && !(PlanOptions{ModifyWindow: time.Second}).sameTime(cur.ModTime, old.ModTime):
-			report(old.Path, "mtime changed")
-		case cur.IsSymlink() && cur.LinkTarget != old.LinkTarget:
-			report(old.Path, "link target changed")
-		}
-		return nil
-	})
-	for ; i < len(listed); i++ {
-		report(listed[i].Path, "added on the target")
-	}
-	return n, err
 }
 
 // execute runs plan with the state kept: the paths it may touch are marked

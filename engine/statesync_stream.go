@@ -173,11 +173,49 @@ func (ts *StateSync) scanPlan(ctx context.Context, source string, b backends.Bac
 			return out, nil, nil
 		}
 	}
-	entries, partials, problems, err := ts.relist(ctx, b, f, log, h, why)
+	return ts.relistPlan(ctx, source, b, f, opts, log, h, why)
+}
+
+// relistPlan is scanPlan with a full listing: the target is listed as the
+// scan goes (see listPlan), and each entry, as the merge reads it, goes on
+// to rebuild the store and count the drift, so that neither the listing
+// nor the records are held. The store is trusted again only when the
+// listing and the merge both ran to the end with no listing problem.
+func (ts *StateSync) relistPlan(ctx context.Context, source string, b backends.Backend, f *Filter, opts PlanOptions, log *slog.Logger, h state.Header, why string) (out statePlanned, listErr, err error) {
+	rl, err := ts.startRelist(log, h, why)
 	if err != nil {
 		return out, err, nil
 	}
-	return planListed(ctx, source, f, log, entries, partials, problems, opts)
+	lw := newListWalk(ctx, b, f, log)
+	out.streamed, err = planFromSource(ctx, source, f, log, &relistStream{listWalk: lw, rl: rl}, opts)
+	out.partials, out.listProblems = lw.Close(), lw.problems
+	var te *targetError
+	switch {
+	case errors.As(err, &te):
+		return out, te.err, nil
+	case err != nil:
+		return out, nil, err
+	}
+	if err := rl.finish(len(lw.problems) > 0); err != nil {
+		return out, err, nil
+	}
+	return out, nil, nil
+}
+
+// relistStream is a listWalk whose entries also rebuild the store.
+type relistStream struct {
+	*listWalk
+	rl *relister
+}
+
+func (s *relistStream) next() (bool, error) {
+	ok, err := s.listWalk.next()
+	if ok && err == nil {
+		if err = s.rl.Add(*s.cur); err != nil {
+			ok = false
+		}
+	}
+	return ok, err
 }
 
 // listPlan is scanPlan for a target without state: it is listed as the
@@ -190,14 +228,6 @@ func listPlan(ctx context.Context, source string, b backends.Backend, f *Filter,
 	if errors.As(err, &te) {
 		return out, te.err, nil
 	}
-	return out, nil, err
-}
-
-// planListed plans from a scan merged with a listing.
-func planListed(ctx context.Context, source string, f *Filter, log *slog.Logger, entries, partials []backends.FileInfo, problems []Problem, opts PlanOptions) (out statePlanned, listErr, err error) {
-	out.partials, out.listProblems = partials, problems
-	opts.Incomplete = opts.Incomplete || len(problems) > 0
-	out.streamed, err = planFromSource(ctx, source, f, log, &listStream{list: entries}, opts)
 	return out, nil, err
 }
 

@@ -401,7 +401,7 @@ func (s *Store) Replace(entries []backends.FileInfo, listedAt time.Time) error {
 		if err := clearBucket(tx, bucketInFlight); err != nil {
 			return err
 		}
-		return tx.Bucket(bucketMeta).Put(keyListedAt, u64(uint64(listedAt.UnixNano())))
+		return tx.Bucket(bucketMeta).Put(keyListedAt, listedKey(listedAt))
 	})
 }
 
