@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/ferrysync/ferry/backends"
 	"github.com/ferrysync/ferry/engine/state"
 )
 
@@ -159,4 +161,59 @@ func TestStreamedWithoutState(t *testing.T) {
 	if d := diffTrees(tree(t, src, false), tree(t, dst, false)); d != "" {
 		t.Errorf("target differs from the source:\n%s", d)
 	}
+}
+
+// failingList fails List of one directory.
+type failingList struct {
+	backends.Backend
+	dir string
+}
+
+func (f *failingList) List(ctx context.Context, dir string) ([]backends.FileInfo, error) {
+	if dir == f.dir {
+		return nil, fmt.Errorf("list %s: %w", dir, backends.ErrPermission)
+	}
+	return f.Backend.List(ctx, dir)
+}
+
+func (f *failingList) Unwrap() backends.Backend { return f.Backend }
+
+// TestStateSyncIncompleteRelist rescans a target one directory of which
+// cannot be listed: the run deletes nothing, the rebuilt store is not
+// trusted, and the next run, with a full listing, lists again and deletes.
+func TestStateSyncIncompleteRelist(t *testing.T) {
+	bothPaths(t, func(t *testing.T, r *stateRig) {
+		ss := &StateSync{}
+		if _, _, err := r.run(context.Background(), ss); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Remove(filepath.Join(r.src, "d0/sub/f0.txt")); err != nil {
+			t.Fatal(err)
+		}
+		r.wrap = func(b backends.Backend) backends.Backend { return &failingList{Backend: b, dir: "d2/sub"} }
+		ss.Rescan = true
+		rep, _, _ := r.run(context.Background(), ss)
+		if !ss.Stats.Listed || rep.Deleted != 0 {
+			t.Fatalf("incomplete rescan: listed %v, deleted %d; want listed, nothing deleted", ss.Stats.Listed, rep.Deleted)
+		}
+		if _, err := os.Lstat(filepath.Join(r.dst, "d0/sub/f0.txt")); err != nil {
+			t.Fatalf("incomplete rescan deleted a file: %v", err)
+		}
+		st, err := state.Open(r.statePath, state.Options{Target: r.dst})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := st.Header()
+		st.Close()
+		if err != nil || !h.ListedAt.IsZero() {
+			t.Fatalf("store after an incomplete listing says listed at %v (%v): want never", h.ListedAt, err)
+		}
+		r.wrap = nil
+		ss.Rescan = false
+		rep, _, err = r.run(context.Background(), ss)
+		if err != nil || !ss.Stats.Listed || ss.Stats.Why != "no listing recorded yet" || rep.Deleted != 1 {
+			t.Fatalf("next run: err %v, listed %v (%q), deleted %d; want a listing and 1 delete", err, ss.Stats.Listed, ss.Stats.Why, rep.Deleted)
+		}
+		r.check()
+	})
 }

@@ -33,6 +33,8 @@ type stateRig struct {
 	// streamed runs go through syncStreamed (the scan merged with the
 	// state as it goes) instead of a whole scan and MakePlan.
 	streamed bool
+	// wrap, when set, wraps the target of each run.
+	wrap func(backends.Backend) backends.Backend
 }
 
 // bothPaths runs a state test over both ways of planning a run.
@@ -71,7 +73,11 @@ func (r *stateRig) run(ctx context.Context, ss *StateSync) (Report, int64, error
 	}
 	defer st.Close()
 	ss.Store = st
-	b := &countingLists{Backend: localTarget(r.t, r.dst)}
+	var tb backends.Backend = localTarget(r.t, r.dst)
+	if r.wrap != nil {
+		tb = r.wrap(tb)
+	}
+	b := &countingLists{Backend: tb}
 	if !r.streamed {
 		rep, err := Sync(ctx, SyncOptions{Source: r.src, Target: b, MaxDelete: -1, State: ss})
 		return rep, b.lists.Load(), err
