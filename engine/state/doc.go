@@ -13,5 +13,7 @@
 //
 // Records are keyed so that their byte order is the engine's path order: a
 // run reads them with a Reader, one at a time beside its scan of the
-// source, and holds none of them for long.
+// source, and holds none of them for long. A full listing rebuilds them
+// the same way (Rebuild): its entries, in path order, are walked beside the
+// old records, and only what changed is written.
 package state
