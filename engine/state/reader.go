@@ -80,6 +80,9 @@ func (r *Reader) Meta() (backends.FileInfo, error) {
 
 // Info decodes the whole current record (see Meta).
 func (r *Reader) Info() (backends.FileInfo, error) {
+	if err := checkKey(r.k); err != nil {
+		return backends.FileInfo{}, err
+	}
 	return decodeValue(decodeKey(r.k), r.v)
 }
 
@@ -96,6 +99,9 @@ func (r *Reader) Close() error {
 // decodeMeta is decodeValue without the path and the hash.
 func decodeMeta(k, v []byte) (backends.FileInfo, error) {
 	var fi backends.FileInfo
+	if err := checkKey(k); err != nil {
+		return fi, err
+	}
 	bad := func(what string) (backends.FileInfo, error) {
 		return backends.FileInfo{}, fmt.Errorf("record %q: bad %s: %w", decodeKey(k), what, ErrCorrupt)
 	}

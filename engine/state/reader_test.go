@@ -123,3 +123,59 @@ func TestDecodeMetaAgreesWithDecodeValue(t *testing.T) {
 		}
 	}
 }
+
+// TestReaderCorruptKey: a key that no path encodes to (a raw '/', which
+// would sort the record away from its place in the engine's order, an
+// empty or dot element, a control byte) fails Meta and Info with
+// ErrCorrupt, as does the ForEach behind Entries, so that a damaged file
+// never hands the planner a path out of order or outside the root.
+func TestReaderCorruptKey(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		key  string
+	}{
+		{"raw slash", "a/b"},
+		{"leading separator", "\x00a"},
+		{"trailing separator", "a\x00"},
+		{"empty element", "a\x00\x00b"},
+		{"dot dot", "..\x00etc"},
+		{"dot", "a\x00.\x00b"},
+		{"control byte", "a\x01"},
+		{"bad utf-8", "a\xff"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := openT(t, filepath.Join(t.TempDir(), "s.db"), "t")
+			defer s.Close()
+			if err := s.Replace([]backends.FileInfo{file("a", 1, 1), file("b", 2, 2)}, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			v := encodeValue(&backends.FileInfo{Size: 3, ModTime: time.Unix(3, 0)})
+			err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketEntries).Put([]byte(tc.key), v) })
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := s.Reader()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer r.Close()
+			bad := 0
+			for r.Next() {
+				_, merr := r.Meta()
+				_, ierr := r.Info()
+				if errors.Is(merr, ErrCorrupt) != errors.Is(ierr, ErrCorrupt) {
+					t.Errorf("%q: Meta %v, Info %v", r.AppendPath(nil), merr, ierr)
+				}
+				if merr != nil {
+					bad++
+				}
+			}
+			if bad != 1 {
+				t.Errorf("%d records failed, want 1 (the key %q)", bad, tc.key)
+			}
+			if _, err := s.Entries(); !errors.Is(err, ErrCorrupt) {
+				t.Errorf("Entries: %v, want ErrCorrupt", err)
+			}
+		})
+	}
+}

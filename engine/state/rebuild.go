@@ -107,7 +107,11 @@ merge:
 func (r *Rebuild) gone(cur *kv) {
 	r.pos++
 	if r.Diff != nil {
-		if old, err := decodeValue(decodeKey(cur.k), cur.v); err != nil {
+		old, err := decodeValue(decodeKey(cur.k), cur.v)
+		if kerr := checkKey(cur.k); kerr != nil {
+			err = kerr
+		}
+		if err != nil {
 			r.Diff(nil, nil, err)
 		} else {
 			r.Diff(nil, &old, nil)

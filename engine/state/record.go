@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -38,6 +39,43 @@ func decodeKey(k []byte) string {
 		b[i] = c
 	}
 	return string(b)
+}
+
+// checkKey fails with ErrCorrupt unless k is what encodeKey makes of a
+// path backends.CheckPath accepts. Only such keys sort in the engine's
+// path order: a damaged key holding a raw '/' or an empty element would
+// reach the planner out of order, and a ".." one outside the root. ASCII
+// names are checked byte by byte, without allocating.
+func checkKey(k []byte) error {
+	if len(k) == 0 {
+		return fmt.Errorf("empty record key: %w", ErrCorrupt)
+	}
+	for {
+		i := bytes.IndexByte(k, 0)
+		elem := k
+		if i >= 0 {
+			elem = k[:i]
+		}
+		if err := checkElem(elem); err != nil {
+			return fmt.Errorf("record key %q: %v: %w", decodeKey(k), err, ErrCorrupt)
+		}
+		if i < 0 {
+			return nil
+		}
+		k = k[i+1:]
+	}
+}
+
+func checkElem(e []byte) error {
+	if len(e) == 0 || len(e) > backends.MaxNameLen || string(e) == "." || string(e) == ".." {
+		return backends.CheckName(string(e))
+	}
+	for _, c := range e {
+		if c < 0x20 || c == 0x7f || c == '/' || c >= 0x80 {
+			return backends.CheckName(string(e))
+		}
+	}
+	return nil
 }
 
 // subtreePrefix is the key prefix of everything strictly inside p.

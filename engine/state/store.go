@@ -337,6 +337,9 @@ func (s *Store) ForEach(fn func(backends.FileInfo) error) error {
 			if n++; n%dropEvery == 0 {
 				s.dropPages(tx)
 			}
+			if err := checkKey(k); err != nil {
+				return err
+			}
 			fi, err := decodeValue(decodeKey(k), v)
 			if err != nil {
 				return err
