@@ -46,7 +46,10 @@ func readDirStat(path string, root bool) (entries []scanEntry, problems []rawPro
 		if n <= 0 {
 			break
 		}
-		names = appendNames(names, (*buf)[:n])
+		if names, err = appendNames(names, (*buf)[:n]); err != nil {
+			entries, problems = statAll(fd, names, path)
+			return entries, problems, &fs.PathError{Op: "readdirent", Path: path, Err: err}
+		}
 	}
 	entries, problems = statAll(fd, names, path)
 	return entries, problems, nil
@@ -55,20 +58,23 @@ func readDirStat(path string, root bool) (entries []scanEntry, problems []rawPro
 var direntBuf = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 
 // appendNames adds the names of the linux_dirent64 records in b to names,
-// each followed by a NUL, leaving out "." and "..".
-func appendNames(names, b []byte) []byte {
-	for len(b) >= 19 {
+// each followed by a NUL, leaving out "." and "..". A record whose length
+// does not fit what is left of b fails: the names after it would be lost
+// without a word, and a directory read short must make the run delete
+// nothing.
+func appendNames(names, b []byte) ([]byte, error) {
+	for len(b) > 0 {
+		if len(b) < 19 {
+			return names, fmt.Errorf("dirent record cut short: %d bytes left", len(b))
+		}
 		reclen := int(*(*uint16)(unsafe.Pointer(&b[16])))
 		if reclen < 19 || reclen > len(b) {
-			break
+			return names, fmt.Errorf("dirent record length %d with %d bytes left", reclen, len(b))
 		}
 		ino := *(*uint64)(unsafe.Pointer(&b[0]))
 		name := b[19:reclen]
-		for i, c := range name {
-			if c == 0 {
-				name = name[:i]
-				break
-			}
+		if i := bytes.IndexByte(name, 0); i >= 0 {
+			name = name[:i]
 		}
 		b = b[reclen:]
 		if ino == 0 || string(name) == "." || string(name) == ".." {
@@ -76,7 +82,7 @@ func appendNames(names, b []byte) []byte {
 		}
 		names = append(append(names, name...), 0)
 	}
-	return names
+	return names, nil
 }
 
 // nameSpan is where one name lies in a directory's names.
