@@ -54,23 +54,8 @@ func syncStreamed(ctx context.Context, o *FanOutOptions, filter *Filter, log *sl
 		defer b.Close()
 		t.Target = b
 	}
-	versions := o.Versions
-	if o.Mode != Backup {
-		versions = nil
-	}
-	_, symlinks := backends.As[backends.Symlinker](t.Target)
+	popts, versions := planOptions(o, t, filter)
 	_, chmod := backends.As[backends.Chmoder](t.Target)
-	popts := PlanOptions{
-		Mode:         o.Mode,
-		MaxDelete:    o.MaxDelete,
-		ModifyWindow: max(o.ModifyWindow, t.ModifyWindow),
-		Symlinks:     symlinks,
-		Filter:       filter,
-		IgnoreModes:  !chmod,
-	}
-	if versions != nil {
-		popts.Versions = versions.Dir
-	}
 	st := t.State
 	var (
 		sp           statePlanned
