@@ -13,19 +13,20 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// readDirStat lists the directory at path with its entries' metadata,
-// sorted by name and unfiltered. It reads the directory with getdents and
-// each entry with statx relative to the directory, which spares the kernel
-// a walk of the whole path per entry and the process an allocation per
-// entry. Only the root may be reached through a symlink. On a read error
-// the entries read so far are returned with it. Entries that fail on their
-// own are in problems; entries gone since the read are left out.
-func readDirStat(path string, root bool) (entries []scanEntry, problems []rawProblem, err error) {
-	flags := unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC
-	if !root {
-		flags |= unix.O_NOFOLLOW
+// readDirStat lists the directory rel (slash-separated, "" for root
+// itself) under root with its entries' metadata, sorted by name and
+// unfiltered. It reads the directory with getdents and each entry with
+// statx relative to the directory, which spares the kernel a walk of the
+// whole path per entry and the process an allocation per entry. Only the
+// root may be reached through a symlink. On a read error the entries read
+// so far are returned with it. Entries that fail on their own are in
+// problems; entries gone since the read are left out.
+func readDirStat(root, rel string) (entries []scanEntry, problems []rawProblem, err error) {
+	path := root
+	if rel != "" {
+		path = filepath.Join(root, filepath.FromSlash(rel))
 	}
-	fd, err := unix.Open(path, flags, 0)
+	fd, err := openDir(root, rel, path)
 	if err != nil {
 		return nil, nil, &fs.PathError{Op: "open", Path: path, Err: err}
 	}
@@ -53,6 +54,45 @@ func readDirStat(path string, root bool) (entries []scanEntry, problems []rawPro
 	}
 	entries, problems = statAll(fd, names, path)
 	return entries, problems, nil
+}
+
+// noOpenat2 is set once openat2 turned out missing (kernels before 5.6).
+var noOpenat2 atomic.Bool
+
+// openDir opens the directory rel under root for reading. Below the root
+// it resolves rel from the root's descriptor without following any link
+// and without leaving the root: a directory on the way that was replaced
+// by a link after its parent was read must fail the read, not list what
+// the link points to. Without openat2 only the last element is kept from
+// being a link.
+func openDir(root, rel, path string) (int, error) {
+	const flags = unix.O_RDONLY | unix.O_DIRECTORY | unix.O_CLOEXEC
+	if rel == "" {
+		return retryEINTR(func() (int, error) { return unix.Open(root, flags, 0) })
+	}
+	if !noOpenat2.Load() {
+		rootfd, err := retryEINTR(func() (int, error) { return unix.Open(root, unix.O_PATH|flags, 0) })
+		if err != nil {
+			return -1, err
+		}
+		defer unix.Close(rootfd)
+		how := unix.OpenHow{Flags: flags | unix.O_NOFOLLOW, Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS}
+		fd, err := retryEINTR(func() (int, error) { return unix.Openat2(rootfd, rel, &how) })
+		if err != unix.ENOSYS {
+			return fd, err
+		}
+		noOpenat2.Store(true)
+	}
+	return retryEINTR(func() (int, error) { return unix.Open(path, flags|unix.O_NOFOLLOW, 0) })
+}
+
+func retryEINTR(open func() (int, error)) (int, error) {
+	for {
+		fd, err := open()
+		if err != unix.EINTR {
+			return fd, err
+		}
+	}
 }
 
 var direntBuf = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}

@@ -1,7 +1,10 @@
 package engine
 
 import (
+	"context"
 	"encoding/binary"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -50,5 +53,42 @@ func TestAppendNames(t *testing.T) {
 				t.Errorf("names %q, err %v; want %q, error %v", got, err, tc.want, tc.wantErr)
 			}
 		})
+	}
+}
+
+// TestScanDirSwappedForLink: a directory replaced by a link after its
+// parent was read is not followed out of the root when its own contents
+// are read: the read fails (a problem, so nothing is deleted) and nothing
+// of the link's target is listed.
+func TestScanDirSwappedForLink(t *testing.T) {
+	base := t.TempDir()
+	root, outside := filepath.Join(base, "src"), filepath.Join(base, "outside")
+	mkTree(t, root, map[string]string{"a/b/inner": "x", "c": "y"})
+	mkTree(t, outside, map[string]string{"b/secret": "z"})
+	t.Cleanup(func() { readDirFault = nil })
+	readDirFault = func(path string) error {
+		if path == filepath.Join(root, "a", "b") {
+			if err := os.Rename(filepath.Join(root, "a"), filepath.Join(base, "a.moved")); err != nil {
+				return err
+			}
+			return os.Symlink(outside, filepath.Join(root, "a"))
+		}
+		return nil
+	}
+	es, problems, err := Scan(context.Background(), root, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range es {
+		if strings.Contains(e.Path, "secret") {
+			t.Errorf("scan followed the link out of the root: %v", paths(es))
+		}
+	}
+	t.Logf("scanned %v", paths(es))
+	if p := problemFor(problems, "a/b"); p == nil {
+		t.Errorf("no problem for a/b (problems %v): a run would delete", problems)
+	}
+	if !Incomplete(problems) {
+		t.Error("problems do not make the plan incomplete")
 	}
 }

@@ -13,8 +13,12 @@ import (
 // readDirStat lists the directory at path with its entries' metadata,
 // sorted by name and unfiltered (see the Linux version). Only the root may be
 // reached through a symlink.
-func readDirStat(path string, root bool) (entries []scanEntry, problems []rawProblem, err error) {
-	if !root {
+func readDirStat(root, rel string) (entries []scanEntry, problems []rawProblem, err error) {
+	path := root
+	if rel != "" {
+		path = filepath.Join(root, filepath.FromSlash(rel))
+	}
+	if rel != "" {
 		fi, err := os.Lstat(path)
 		if err != nil {
 			return nil, nil, err

@@ -268,7 +268,7 @@ func (w *walker) readDir(rel string) ([]scanEntry, []Problem, error) {
 		}
 	}
 	// On a read error the entries read so far are still used.
-	raw, rawProblems, err := readDirStat(full, rel == "")
+	raw, rawProblems, err := readDirStat(w.root, rel)
 	if err != nil && rel != "" {
 		w.log.Warn("scan: directory not read in full", "path", rel, "err", err)
 		err = fmt.Errorf("read directory: %w", err)
