@@ -150,21 +150,6 @@ type targetError struct{ err error }
 func (e *targetError) Error() string { return e.err.Error() }
 func (e *targetError) Unwrap() error { return e.err }
 
-// listStream is a targetStream over a sorted listing.
-type listStream struct {
-	list []backends.FileInfo
-	i    int
-}
-
-func (l *listStream) next() (bool, error) {
-	l.i++
-	return l.i <= len(l.list), nil
-}
-func (l *listStream) appendPath(b []byte) []byte       { return append(b, l.list[l.i-1].Path...) }
-func (l *listStream) meta() (backends.FileInfo, error) { return l.list[l.i-1], nil }
-func (l *listStream) info() (backends.FileInfo, error) { return l.list[l.i-1], nil }
-func (l *listStream) incomplete() bool                 { return false }
-
 // streamed is what planFromSource found.
 type streamed struct {
 	plan     Plan

@@ -205,3 +205,19 @@ func TestPlanFromSourceMatchesMakePlan(t *testing.T) {
 		}
 	}
 }
+
+// listStream is a targetStream over a sorted listing held whole, the
+// tests' stand-in for a target.
+type listStream struct {
+	list []backends.FileInfo
+	i    int
+}
+
+func (l *listStream) next() (bool, error) {
+	l.i++
+	return l.i <= len(l.list), nil
+}
+func (l *listStream) appendPath(b []byte) []byte       { return append(b, l.list[l.i-1].Path...) }
+func (l *listStream) meta() (backends.FileInfo, error) { return l.list[l.i-1], nil }
+func (l *listStream) info() (backends.FileInfo, error) { return l.list[l.i-1], nil }
+func (l *listStream) incomplete() bool                 { return false }
