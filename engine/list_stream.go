@@ -20,6 +20,9 @@ type listWalk struct {
 	f   *Filter
 	log *slog.Logger
 	cur *backends.FileInfo
+	// cancel cuts the List calls still running when the walk is closed
+	// before its end: a failed scan must not wait on a slow server.
+	cancel context.CancelFunc
 
 	mu       sync.Mutex // guards partials, filled by the readers
 	partials []backends.FileInfo
@@ -32,7 +35,7 @@ func newListWalk(ctx context.Context, b backends.Backend, f *Filter, log *slog.L
 		log = slog.New(slog.DiscardHandler)
 	}
 	l := &listWalk{b: b, f: f, log: log}
-	l.tw.ctx = ctx
+	l.tw.ctx, l.cancel = context.WithCancel(ctx)
 	l.tw.read = l.read
 	l.tw.enter = func(_ string, e *backends.FileInfo) (string, bool) {
 		return e.Path, e.IsDir() && !f.excludedSelf(e.Path, true)
@@ -85,8 +88,10 @@ func (l *listWalk) meta() (backends.FileInfo, error) { return *l.cur, nil }
 func (l *listWalk) info() (backends.FileInfo, error) { return *l.cur, nil }
 func (l *listWalk) incomplete() bool                 { return len(l.problems) > 0 }
 
-// Close stops the listing and returns the partial files found, sorted.
+// Close stops the listing, cancelling the List calls in flight, and
+// returns the partial files found, sorted.
 func (l *listWalk) Close() []backends.FileInfo {
+	l.cancel()
 	l.tw.Close()
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
@@ -124,5 +125,38 @@ func TestListWalkRootAndConcurrency(t *testing.T) {
 	}
 	if n := fake.maxSeen.Load(); n > listConcurrency {
 		t.Errorf("%d List calls in flight at once, want at most %d", n, listConcurrency)
+	}
+}
+
+// TestListWalkCloseCutsLists: a walk closed before its end (the scan
+// failed, the merge stopped) cancels the List calls running ahead instead
+// of waiting for them, and leaves no goroutine behind.
+func TestListWalkCloseCutsLists(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	var es []backends.FileInfo
+	for d := range 20 {
+		es = append(es, dir(fmt.Sprintf("d%02d", d), 1), file(fmt.Sprintf("d%02d/f", d), 1, 1))
+	}
+	fake := newListFake(es...)
+	started := make(chan struct{}, 64)
+	fake.onList = func(ctx context.Context, dir string) error {
+		if dir == "" {
+			return nil
+		}
+		started <- struct{}{}
+		<-ctx.Done() // a slow server: only a cancel ends the call
+		return ctx.Err()
+	}
+	l := newListWalk(context.Background(), fake, nil, nil)
+	if ok, err := l.next(); !ok || err != nil {
+		t.Fatalf("first entry: %v, %v", ok, err)
+	}
+	<-started
+	done := make(chan struct{})
+	go func() { l.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close waits for List calls that only a cancel ends")
 	}
 }
