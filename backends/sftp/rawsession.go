@@ -105,22 +105,32 @@ func openRawSession(client *ssh.Client, wg *sync.WaitGroup) (*rawSession, error)
 		return nil, err
 	}
 	rs := &rawSession{ch: ch, pending: map[uint32]*rawCall{}, wg: wg}
-	d := &decoder{b: b[5:]}
-	for len(d.b) > 0 && d.err == nil {
-		name, data := d.str(), d.str()
-		switch {
-		case name == "posix-rename@openssh.com" && data == "1":
-			rs.posixRename = true
-		case name == "copy-data" && data == "1":
-			rs.copyData = true
-		}
-	}
+	rs.posixRename, rs.copyData = versionExtensions(b[5:])
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		rs.readLoop(br)
 	}()
 	return rs, nil
+}
+
+// versionExtensions reads the extensions a VERSION body after the version
+// number announces. A truncated list counts for what it held whole.
+func versionExtensions(body []byte) (posixRename, copyData bool) {
+	d := &decoder{b: body}
+	for len(d.b) > 0 && d.err == nil {
+		name, data := d.str(), d.str()
+		if d.err != nil {
+			break
+		}
+		switch {
+		case name == "posix-rename@openssh.com" && data == "1":
+			posixRename = true
+		case name == "copy-data" && data == "1":
+			copyData = true
+		}
+	}
+	return posixRename, copyData
 }
 
 // readLoop hands each answer to its call until the session ends. Answers
@@ -325,6 +335,27 @@ func (c *rawCall) attrs() (rawAttrs, error) {
 	d := &decoder{b: c.body}
 	a := d.attrs()
 	return a, d.err
+}
+
+// openFile opens name and waits for its handle. On cancel the server may
+// still open it: the handle is then closed once the answer comes, so that
+// the server does not hold it for the rest of the connection's life.
+func (rs *rawSession) openFile(ctx context.Context, name string, pflags uint32, a rawAttrs) (*rawFile, error) {
+	call := rs.open(name, pflags, a)
+	rs.flush()
+	if err := call.wait(ctx); err != nil {
+		go func() {
+			if h, err := call.handle(); err == nil {
+				(&rawFile{rs: rs, h: h}).release()
+			}
+		}()
+		return nil, err
+	}
+	h, err := call.handle()
+	if err != nil {
+		return nil, err
+	}
+	return &rawFile{rs: rs, h: h}, nil
 }
 
 func (rs *rawSession) open(name string, pflags uint32, a rawAttrs) *rawCall {

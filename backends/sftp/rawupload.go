@@ -25,26 +25,12 @@ var batchBufs sync.Pool
 // planted at its name) and owner-only from its first moment, on the
 // connection's own session.
 func (u *upload) createRaw(ctx context.Context) (*rawFile, error) {
-	rs := u.c.raw
-	call := rs.open(u.partial, fxfRead|fxfWrite|fxfCreat|fxfExcl, rawAttrs{flags: attrPerm, perm: 0o600})
 	t0 := time.Now()
-	rs.flush()
-	err := call.wait(ctx)
+	// On failure the server may still create it; a retry resumes or
+	// restarts it.
+	f, err := u.c.raw.openFile(ctx, u.partial, fxfRead|fxfWrite|fxfCreat|fxfExcl, rawAttrs{flags: attrPerm, perm: 0o600})
 	u.c.noteRTT(time.Since(t0))
-	if err != nil {
-		// The server may still create it; a retry resumes or restarts it.
-		go func() {
-			if h, err := call.handle(); err == nil {
-				(&rawFile{rs: rs, h: h}).release()
-			}
-		}()
-		return nil, err
-	}
-	h, err := call.handle()
-	if err != nil {
-		return nil, err
-	}
-	return &rawFile{rs: rs, h: h}, nil
+	return f, err
 }
 
 // runRaw uploads into a partial createRaw made. The requests of each phase

@@ -325,13 +325,9 @@ func (u *upload) second(ctx context.Context) (*conn, writerAtCloser) {
 	}
 	var f writerAtCloser
 	if rs := c2.raw; rs != nil {
-		call := rs.open(u.partial, fxfWrite, rawAttrs{})
-		rs.flush()
-		if err = call.wait(ctx); err == nil {
-			var h string
-			if h, err = call.handle(); err == nil {
-				f = &rawFile{rs: rs, h: h}
-			}
+		var rf *rawFile
+		if rf, err = rs.openFile(ctx, u.partial, fxfWrite, rawAttrs{}); err == nil {
+			f = rf
 		}
 	} else {
 		err = callCtx(ctx, func() error {
