@@ -217,3 +217,36 @@ func TestStateSyncIncompleteRelist(t *testing.T) {
 		r.check()
 	})
 }
+
+// TestStreamedCorruptKeyRelists adds to a trusted store a record whose key
+// holds a raw '/' (bytes no path encodes to, which sort away from the
+// path's place in the merge): the run does not trust it, lists the target
+// instead and leaves it equal to the source.
+func TestStreamedCorruptKeyRelists(t *testing.T) {
+	r := newStateRig(t)
+	r.streamed = true
+	ss := &StateSync{}
+	if _, _, err := r.run(context.Background(), ss); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(r.statePath, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket([]byte("entries"))
+		return b.Put([]byte("d3/sub/f2.txt"), b.Get([]byte("d3\x00sub\x00f2.txt")))
+	})
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, lists, err := r.run(context.Background(), ss)
+	if err != nil || !ss.Stats.Listed || lists == 0 || !strings.Contains(ss.Stats.Why, "corrupt") {
+		t.Fatalf("err %v, listed %v (%q), %d List calls; want a listing because of the damaged key", err, ss.Stats.Listed, ss.Stats.Why, lists)
+	}
+	if rep.Deleted != 0 || rep.Uploaded != 0 {
+		t.Errorf("deleted %d, uploaded %d; want nothing done", rep.Deleted, rep.Uploaded)
+	}
+	r.check()
+}
