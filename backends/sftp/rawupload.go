@@ -93,7 +93,10 @@ func (u *upload) runRaw(ctx context.Context, res *backends.UploadResult, f *rawF
 	// Without a content check to run first, the rename goes out with the
 	// seal: every write is confirmed by now, so what it publishes is
 	// whole; a seal that fails after all is reported, and the retry
-	// publishes the file again.
+	// publishes the file again. That includes a close failing on a
+	// filesystem that reports deferred write errors only there (NFS): the
+	// file was visible meanwhile. Waiting for the close first would cost
+	// every small file one more round trip.
 	wait := seal
 	var ren *rawCall
 	if b.cfg.Verify == VerifyNone && rs.posixRename {
@@ -120,7 +123,7 @@ func (u *upload) runRaw(ctx context.Context, res *backends.UploadResult, f *rawF
 		return u.renameFailed(err)
 	}
 	if sealErr != nil {
-		return fmt.Errorf("published %s, but setting its mode and mtime failed: %w", u.final, sealErr)
+		return fmt.Errorf("published %s, but its mode, mtime or close failed: %w", u.final, sealErr)
 	}
 	res.Verified = "size"
 	if _, seen := b.verifiedBy.LoadOrStore(res.Verified, true); !seen {
