@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 
 	"github.com/ferrysync/ferry/backends"
@@ -74,6 +75,17 @@ func (l *listWalk) read(dir string) ([]backends.FileInfo, []Problem, error) {
 		out = append(out, e)
 	}
 	SortEntries(out)
+	// A name listed twice would reach the merge twice, and its second
+	// copy look like an entry the source lacks: keep one, and let the
+	// problem stop the run's deletes.
+	out = slices.CompactFunc(out, func(a, b backends.FileInfo) bool {
+		if a.Path != b.Path {
+			return false
+		}
+		problems = append(problems, Problem{Path: a.Path,
+			Err: fmt.Errorf("listing of %q returned %q twice: %w", dir, a.Path, backends.ErrUnsafePath)})
+		return true
+	})
 	return out, problems, nil
 }
 

@@ -160,3 +160,54 @@ func TestListWalkCloseCutsLists(t *testing.T) {
 		t.Fatal("Close waits for List calls that only a cancel ends")
 	}
 }
+
+// dupLister lists one entry of the root twice, as a faulty server might.
+type dupLister struct{ *listFake }
+
+func (d *dupLister) List(ctx context.Context, dir string) ([]backends.FileInfo, error) {
+	es, err := d.listFake.List(ctx, dir)
+	if dir == "" && len(es) > 0 {
+		es = append(es, es[0])
+	}
+	return es, err
+}
+
+// TestListWalkDuplicateName: a name listed twice in one directory comes
+// out once, with a problem, so the run deletes nothing: the merge would
+// otherwise take the second copy for an entry the source lacks.
+func TestListWalkDuplicateName(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	fake := &dupLister{newListFake(file("a", 1, 1), file("b", 2, 2))}
+	es, _, problems, err := drain(t, fake, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(paths(es)); got != fmt.Sprint(paths([]backends.FileInfo{file("a", 1, 1), file("b", 2, 2)})) {
+		t.Errorf("entries %s, want a and b once", got)
+	}
+	if !Incomplete(problems) {
+		t.Errorf("problems %v do not stop deletes", problems)
+	}
+}
+
+// TestPlanFromSourceTargetOutOfOrder: a target stream that repeats a path
+// or goes back fails the merge instead of planning from it.
+func TestPlanFromSourceTargetOutOfOrder(t *testing.T) {
+	root := t.TempDir()
+	for _, tc := range []struct {
+		name string
+		dst  []backends.FileInfo
+	}{
+		{"repeated", []backends.FileInfo{file("a", 1, 1), file("a", 1, 1)}},
+		{"backwards", []backends.FileInfo{file("b", 1, 1), file("a", 1, 1)}},
+		{"slash sorted as a byte", []backends.FileInfo{file("a-b", 1, 1), file("a/b", 1, 1)}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := planFromSource(context.Background(), root, nil, nil, &listStream{list: tc.dst}, PlanOptions{})
+			var te *targetError
+			if !errors.As(err, &te) {
+				t.Errorf("err %v, want a target error", err)
+			}
+		})
+	}
+}

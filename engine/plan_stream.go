@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"unsafe"
@@ -144,6 +146,9 @@ type targetStream interface {
 	incomplete() bool
 }
 
+// errTargetOrder says a target stream repeated a path or went back.
+var errTargetOrder = errors.New("not in path order")
+
 // targetError marks a failure of the target stream, as against the scan.
 type targetError struct{ err error }
 
@@ -172,22 +177,29 @@ func planFromSource(ctx context.Context, root string, f *Filter, log *slog.Logge
 	}
 	var out streamed
 	p := newPruner(opts, f == opts.Filter)
-	var sPath, dPath []byte
+	var sPath, dPath, prev []byte
 	var sDir string
 	var sE *scanEntry
+	// next moves the target on and reads its path. The merge is only
+	// right over a target in strict path order: a path repeated or out
+	// of place would be taken for one the source lacks, and deleted.
 	next := func() (bool, error) {
 		ok, err := tgt.next()
-		if err != nil {
-			err = &targetError{err}
+		if err != nil || !ok {
+			if err != nil {
+				err = &targetError{err}
+			}
+			return false, err
 		}
-		return ok, err
+		prev, dPath = dPath, tgt.appendPath(prev[:0])
+		if len(prev) > 0 && ComparePaths(bytesString(prev), bytesString(dPath)) >= 0 {
+			return false, &targetError{fmt.Errorf("target entry %q after %q: %w", dPath, prev, errTargetOrder)}
+		}
+		return true, nil
 	}
 	dOK, err := next()
 	if err != nil {
 		return out, err
-	}
-	if dOK {
-		dPath = tgt.appendPath(dPath[:0])
 	}
 	// emitTarget handles target entries that sort before the source's next
 	// entry (all that are left when sLimit is nil).
@@ -206,9 +218,6 @@ func planFromSource(ctx context.Context, root string, f *Filter, log *slog.Logge
 			}
 			if dOK, err = next(); err != nil {
 				return err
-			}
-			if dOK {
-				dPath = tgt.appendPath(dPath[:0])
 			}
 		}
 		return nil
@@ -256,9 +265,7 @@ func planFromSource(ctx context.Context, root string, f *Filter, log *slog.Logge
 			p.keep(&s, d)
 		}
 		if d != nil {
-			if dOK, err = next(); err == nil && dOK {
-				dPath = tgt.appendPath(dPath[:0])
-			}
+			dOK, err = next()
 		}
 		return err
 	})

@@ -141,6 +141,10 @@ func (ts *StateSync) scanPlan(ctx context.Context, source string, b backends.Bac
 		}
 		out.streamed, err = planFromSource(ctx, source, f, log, &stateStream{r: r}, opts)
 		cerr := r.Close()
+		if errors.Is(err, errTargetOrder) {
+			// Records out of order were damaged: rebuilt like any other.
+			err = fmt.Errorf("state records: %w: %w", state.ErrCorrupt, err)
+		}
 		var te *targetError
 		switch {
 		case errors.As(err, &te) && !errors.Is(err, state.ErrCorrupt):
