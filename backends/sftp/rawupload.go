@@ -36,7 +36,8 @@ func (u *upload) createRaw(ctx context.Context) (*rawFile, error) {
 // runRaw uploads into a partial createRaw made. The requests of each phase
 // go out together: the writes, then, once all of them are confirmed (so an
 // incomplete partial is never readable by others, nor published), the
-// source's mode and mtime with the close and the rename that publishes.
+// source's mode and mtime with the close, then, once those are confirmed,
+// the rename that publishes.
 func (u *upload) runRaw(ctx context.Context, res *backends.UploadResult, f *rawFile) (err error) {
 	b, c, src := u.b, u.c, u.src
 	var extra []writerAtCloser
@@ -90,40 +91,29 @@ func (u *upload) runRaw(ctx context.Context, res *backends.UploadResult, f *rawF
 	if call := f.queueClose(); call != nil {
 		seal = append(seal, call)
 	}
-	// Without a content check to run first, the rename goes out with the
-	// seal: every write is confirmed by now, so what it publishes is
-	// whole; a seal that fails after all is reported, and the retry
-	// publishes the file again. That includes a close failing on a
-	// filesystem that reports deferred write errors only there (NFS): the
-	// file was visible meanwhile. Waiting for the close first would cost
-	// every small file one more round trip.
-	wait := seal
-	var ren *rawCall
-	if b.cfg.Verify == VerifyNone && rs.posixRename {
-		ren = rs.rename(u.partial, u.final)
-		wait = append(wait, ren)
-	}
+	// The rename waits for the seal's answers: a filesystem may report a
+	// deferred write error only at close (NFS), and a file must not reach
+	// its final name before it is known whole. That costs a small file one
+	// round trip; a torn file at a final name would cost far more.
 	rs.flush()
-	if err := u.await(ctx, wait); err != nil {
+	if err := u.await(ctx, seal); err != nil {
 		return err
 	}
-	var sealErr error
 	for _, call := range seal {
-		if err := call.status(); err != nil && sealErr == nil {
-			sealErr = u.noSpace(err)
+		if err := call.status(); err != nil {
+			return u.noSpace(err)
 		}
 	}
-	if ren == nil {
-		if sealErr != nil {
-			return sealErr
-		}
+	if b.cfg.Verify != VerifyNone || !rs.posixRename {
 		return u.step(ctx, func() error { return u.publish(ctx, res) })
+	}
+	ren := rs.rename(u.partial, u.final)
+	rs.flush()
+	if err := u.await(ctx, []*rawCall{ren}); err != nil {
+		return err
 	}
 	if err := ren.status(); err != nil {
 		return u.renameFailed(err)
-	}
-	if sealErr != nil {
-		return fmt.Errorf("published %s, but its mode, mtime or close failed: %w", u.final, sealErr)
 	}
 	res.Verified = "size"
 	if _, seen := b.verifiedBy.LoadOrStore(res.Verified, true); !seen {
