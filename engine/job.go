@@ -118,8 +118,10 @@ type Job struct {
 	source  string // absolute
 	targets []*runner
 
-	mu    sync.Mutex
-	index map[string]backends.FileInfo // the source as last seen, for renames
+	mu sync.Mutex
+	// The source as last seen, for renames: directory path ("" for the
+	// root) -> its entries, and who holds each size and mtime.
+	dirs  map[string]*dirEntries
 	byKey map[fileKey]keyRef
 	moves map[string]recentMove // new path -> where it came from, for a while
 	gen   uint64                // bumped by every batch of changes
@@ -197,7 +199,7 @@ func NewJob(opts JobOptions) (*Job, error) {
 	if opts.Probe.Max <= 0 {
 		opts.Probe.Max = DefaultProbeMax
 	}
-	j := &Job{opts: opts, filter: f, log: log, source: src, index: make(map[string]backends.FileInfo), moves: make(map[string]recentMove)}
+	j := &Job{opts: opts, filter: f, log: log, source: src, dirs: make(map[string]*dirEntries), byKey: make(map[fileKey]keyRef), moves: make(map[string]recentMove)}
 	for i, t := range opts.Targets {
 		name := t.Name
 		if name == "" {
@@ -329,8 +331,7 @@ func (j *Job) scanAll(ctx context.Context) (*sharedScan, error) {
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	j.index = make(map[string]backends.FileInfo, len(src))
-	j.byKey = make(map[fileKey]keyRef, len(src))
+	j.resetIndexLocked(len(src))
 	for _, e := range src {
 		j.setIndexLocked(e)
 	}

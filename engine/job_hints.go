@@ -78,7 +78,7 @@ func (j *Job) handle(ctx context.Context, batch []watch.Hint) {
 			if c.now == nil {
 				continue
 			}
-			if o, ok := j.index[c.path]; ok && sameKey(&o, c.now) {
+			if o, ok := j.entryLocked(c.path); ok && o.sameKeyAs(c.now) {
 				continue // unchanged, or changed in place
 			}
 			k, ok := keyOf(c.now)
@@ -101,8 +101,9 @@ func (j *Job) handle(ctx context.Context, batch []watch.Hint) {
 				continue
 			}
 			renames[c.path] = from
-			expect[c.path] = j.index[from]
-			j.moves[c.path] = recentMove{from: from, old: j.index[from], at: time.Now()}
+			old := j.infoLocked(from)
+			expect[c.path] = old
+			j.moves[c.path] = recentMove{from: from, old: old, at: time.Now()}
 			j.moveIndexLocked(from, c.path)
 		}
 	}
@@ -160,45 +161,141 @@ func sameKey(a, b *backends.FileInfo) bool {
 	return oka && okb && ka == kb
 }
 
-// keyRef counts the source entries with one fileKey and names one of them.
-// Only a count of one with a known name makes a rename candidate; the name
-// is forgotten when that entry goes while others stay, which costs a rename
-// seen as a copy at worst, and keeps the index one small entry per key.
+// keyRef counts the source entries with one fileKey and names one of them
+// (its directory and name share the index's strings). Only a count of one
+// with a known name makes a rename candidate; the name is forgotten when
+// that entry goes while others stay, which costs a rename seen as a copy at
+// worst, and keeps byKey one small entry per key.
 type keyRef struct {
+	dir, name string
+	n         int
+}
+
+// dirEntries holds one source directory's entries by name. The index keeps
+// the source per directory so that a million files cost a name and a few
+// numbers each, not a full path and a FileInfo: the directory's path is
+// kept once, here and as the key of Job.dirs.
+type dirEntries struct {
 	path string
-	n    int
+	ents map[string]idxEntry
+}
+
+// idxEntry is what rename detection and the "unchanged" check need of a
+// source entry.
+type idxEntry struct {
+	size  int64
+	mtime int64 // UnixNano
+	mode  fs.FileMode
+}
+
+func (e idxEntry) key() (fileKey, bool) {
+	switch {
+	case e.mode.IsRegular():
+		return fileKey{e.size, e.mtime, false}, true
+	case e.mode.IsDir():
+		return fileKey{0, e.mtime, true}, true
+	}
+	return fileKey{}, false
+}
+
+func (e idxEntry) info(p string) backends.FileInfo {
+	return backends.FileInfo{Path: p, Size: e.size, ModTime: time.Unix(0, e.mtime), Mode: e.mode}
+}
+
+// sameKeyAs reports whether e and f would be taken for the same content.
+func (e idxEntry) sameKeyAs(f *backends.FileInfo) bool {
+	ka, oka := e.key()
+	kb, okb := keyOf(f)
+	return oka && okb && ka == kb
+}
+
+// splitIndexPath splits p at its last slash; the root's entries have dir "".
+func splitIndexPath(p string) (dir, name string) {
+	i := strings.LastIndexByte(p, '/')
+	if i < 0 {
+		return "", p
+	}
+	return p[:i], p[i+1:]
+}
+
+func joinIndexPath(dir, name string) string {
+	if dir == "" {
+		return name
+	}
+	return dir + "/" + name
+}
+
+// resetIndexLocked empties the index, sized for about n entries; j.mu must
+// be held.
+func (j *Job) resetIndexLocked(n int) {
+	j.dirs = make(map[string]*dirEntries)
+	j.byKey = make(map[fileKey]keyRef, n)
+}
+
+// entryLocked returns the indexed entry at p; j.mu must be held.
+func (j *Job) entryLocked(p string) (idxEntry, bool) {
+	dir, name := splitIndexPath(p)
+	d := j.dirs[dir]
+	if d == nil {
+		return idxEntry{}, false
+	}
+	e, ok := d.ents[name]
+	return e, ok
+}
+
+// infoLocked returns the indexed entry at p as a FileInfo, zero when p is
+// not indexed; j.mu must be held.
+func (j *Job) infoLocked(p string) backends.FileInfo {
+	if e, ok := j.entryLocked(p); ok {
+		return e.info(p)
+	}
+	return backends.FileInfo{}
 }
 
 // uniqueLocked returns the one indexed path with key k; j.mu must be held.
 func (j *Job) uniqueLocked(k fileKey) (string, bool) {
 	r, ok := j.byKey[k]
-	if !ok || r.n != 1 || r.path == "" {
+	if !ok || r.n != 1 || r.name == "" {
 		return "", false
 	}
-	if e, ok := j.index[r.path]; !ok || !sameKey(&e, &backends.FileInfo{Size: k.size, ModTime: time.Unix(0, k.mtime), Mode: e.Mode}) {
+	p := joinIndexPath(r.dir, r.name)
+	if e, ok := j.entryLocked(p); !ok {
+		return "", false
+	} else if ek, ok := e.key(); !ok || ek != k {
 		return "", false
 	}
-	return r.path, true
+	return p, true
 }
 
 // setIndexLocked records a source entry; j.mu must be held.
 func (j *Job) setIndexLocked(e backends.FileInfo) {
-	if o, ok := j.index[e.Path]; ok {
-		j.unkeyLocked(&o)
+	dir, name := splitIndexPath(e.Path)
+	d := j.dirs[dir]
+	if d == nil {
+		// Copies, so that the index keeps no scan's paths alive.
+		d = &dirEntries{path: strings.Clone(dir), ents: make(map[string]idxEntry)}
+		j.dirs[d.path] = d
 	}
-	j.index[e.Path] = e
-	if k, ok := keyOf(&e); ok {
+	if o, ok := d.ents[name]; ok {
+		j.unkeyLocked(d.path, name, o)
+	}
+	// A map update stores the key given, so the name is copied even when
+	// it is there already.
+	name = strings.Clone(name)
+	ne := idxEntry{size: e.Size, mtime: e.ModTime.UnixNano(), mode: e.Mode}
+	d.ents[name] = ne
+	if k, ok := ne.key(); ok {
 		r := j.byKey[k]
 		if r.n == 0 {
-			r.path = e.Path
+			r.dir, r.name = d.path, name
 		}
 		r.n++
 		j.byKey[k] = r
 	}
 }
 
-func (j *Job) unkeyLocked(e *backends.FileInfo) {
-	k, ok := keyOf(e)
+func (j *Job) unkeyLocked(dir, name string, e idxEntry) {
+	k, ok := e.key()
 	if !ok {
 		return
 	}
@@ -211,27 +308,38 @@ func (j *Job) unkeyLocked(e *backends.FileInfo) {
 	case r.n <= 0:
 		delete(j.byKey, k)
 		return
-	case r.path == e.Path:
-		r.path = ""
+	case r.dir == dir && r.name == name:
+		r.dir, r.name = "", ""
 	}
 	j.byKey[k] = r
 }
 
 // dropIndexLocked forgets p and, for a directory, everything under it.
 func (j *Job) dropIndexLocked(p string) {
-	o, ok := j.index[p]
+	dir, name := splitIndexPath(p)
+	d := j.dirs[dir]
+	if d == nil {
+		return
+	}
+	o, ok := d.ents[name]
 	if !ok {
 		return
 	}
-	j.unkeyLocked(&o)
-	delete(j.index, p)
-	if o.IsDir() {
-		prefix := p + "/"
-		for q, e := range j.index {
-			if strings.HasPrefix(q, prefix) {
-				j.unkeyLocked(&e)
-				delete(j.index, q)
+	j.unkeyLocked(dir, name, o)
+	delete(d.ents, name)
+	if len(d.ents) == 0 {
+		delete(j.dirs, dir)
+	}
+	if !o.mode.IsDir() {
+		return
+	}
+	prefix := p + "/"
+	for q, sub := range j.dirs {
+		if q == p || strings.HasPrefix(q, prefix) {
+			for n, e := range sub.ents {
+				j.unkeyLocked(q, n, e)
 			}
+			delete(j.dirs, q)
 		}
 	}
 }
@@ -239,15 +347,20 @@ func (j *Job) dropIndexLocked(p string) {
 // moveIndexLocked moves what the index holds at and under from to to.
 func (j *Job) moveIndexLocked(from, to string) {
 	var moved []backends.FileInfo
+	if e, ok := j.entryLocked(from); ok {
+		moved = append(moved, e.info(to))
+	}
 	prefix := from + "/"
-	for q, e := range j.index {
+	for q, sub := range j.dirs {
 		if q == from || strings.HasPrefix(q, prefix) {
-			moved = append(moved, e)
+			nq := to + q[len(from):]
+			for n, e := range sub.ents {
+				moved = append(moved, e.info(nq+"/"+n))
+			}
 		}
 	}
 	j.dropIndexLocked(from)
 	for _, e := range moved {
-		e.Path = to + strings.TrimPrefix(e.Path, from)
 		j.setIndexLocked(e)
 	}
 }
@@ -277,17 +390,14 @@ func (j *Job) sameChildrenLocked(old, new string) bool {
 			want[e.Name()] = true
 		}
 	}
-	prefix := old + "/"
 	n := 0
-	for p := range j.index {
-		rest, ok := strings.CutPrefix(p, prefix)
-		if !ok || strings.Contains(rest, "/") {
-			continue
+	if d := j.dirs[old]; d != nil {
+		for name := range d.ents {
+			if !want[name] {
+				return false
+			}
+			n++
 		}
-		if !want[rest] {
-			return false
-		}
-		n++
 	}
 	return n == len(want)
 }
@@ -334,5 +444,5 @@ func (j *Job) movedFrom(e *backends.FileInfo) (string, backends.FileInfo, bool) 
 	if k.dir && !j.sameChildrenLocked(from, e.Path) {
 		return "", backends.FileInfo{}, false
 	}
-	return from, j.index[from], true
+	return from, j.infoLocked(from), true
 }
