@@ -97,7 +97,7 @@ func (j *Job) handle(ctx context.Context, batch []watch.Hint) {
 			if _, err := os.Lstat(filepath.Join(j.source, filepath.FromSlash(from))); !errors.Is(err, fs.ErrNotExist) {
 				continue
 			}
-			if k.dir && !j.sameChildrenLocked(from, c.path) {
+			if k.isDir() && !j.sameChildrenLocked(from, c.path) {
 				continue
 			}
 			renames[c.path] = from
@@ -138,19 +138,20 @@ type recentMove struct {
 }
 
 // fileKey is what a move keeps: a file's size and mtime, a directory's
-// mtime.
+// mtime with size -1 (no file has it), which keeps the key two words.
 type fileKey struct {
 	size  int64
 	mtime int64
-	dir   bool
 }
+
+func (k fileKey) isDir() bool { return k.size < 0 }
 
 func keyOf(e *backends.FileInfo) (fileKey, bool) {
 	switch {
 	case e.IsRegular():
-		return fileKey{e.Size, e.ModTime.UnixNano(), false}, true
+		return fileKey{e.Size, e.ModTime.UnixNano()}, true
 	case e.IsDir():
-		return fileKey{0, e.ModTime.UnixNano(), true}, true
+		return fileKey{-1, e.ModTime.UnixNano()}, true
 	}
 	return fileKey{}, false
 }
@@ -162,13 +163,14 @@ func sameKey(a, b *backends.FileInfo) bool {
 }
 
 // keyRef counts the source entries with one fileKey and names one of them
-// (its directory and name share the index's strings). Only a count of one
+// (its name shares the index's string). Only a count of one
 // with a known name makes a rename candidate; the name is forgotten when
 // that entry goes while others stay, which costs a rename seen as a copy at
 // worst, and keeps byKey one small entry per key.
 type keyRef struct {
-	dir, name string
-	n         int
+	d    *dirEntries
+	name string
+	n    int32
 }
 
 // dirEntries holds one source directory's entries by name. The index keeps
@@ -191,9 +193,9 @@ type idxEntry struct {
 func (e idxEntry) key() (fileKey, bool) {
 	switch {
 	case e.mode.IsRegular():
-		return fileKey{e.size, e.mtime, false}, true
+		return fileKey{e.size, e.mtime}, true
 	case e.mode.IsDir():
-		return fileKey{0, e.mtime, true}, true
+		return fileKey{-1, e.mtime}, true
 	}
 	return fileKey{}, false
 }
@@ -255,10 +257,11 @@ func (j *Job) infoLocked(p string) backends.FileInfo {
 // uniqueLocked returns the one indexed path with key k; j.mu must be held.
 func (j *Job) uniqueLocked(k fileKey) (string, bool) {
 	r, ok := j.byKey[k]
-	if !ok || r.n != 1 || r.name == "" {
+	if !ok || r.n != 1 || r.d == nil {
 		return "", false
 	}
-	p := joinIndexPath(r.dir, r.name)
+	// r.d may be a directory dropped since: the lookup goes by path.
+	p := joinIndexPath(r.d.path, r.name)
 	if e, ok := j.entryLocked(p); !ok {
 		return "", false
 	} else if ek, ok := e.key(); !ok || ek != k {
@@ -287,7 +290,7 @@ func (j *Job) setIndexLocked(e backends.FileInfo) {
 	if k, ok := ne.key(); ok {
 		r := j.byKey[k]
 		if r.n == 0 {
-			r.dir, r.name = d.path, name
+			r.d, r.name = d, name
 		}
 		r.n++
 		j.byKey[k] = r
@@ -308,8 +311,8 @@ func (j *Job) unkeyLocked(dir, name string, e idxEntry) {
 	case r.n <= 0:
 		delete(j.byKey, k)
 		return
-	case r.dir == dir && r.name == name:
-		r.dir, r.name = "", ""
+	case r.d != nil && r.d.path == dir && r.name == name:
+		r.d, r.name = nil, ""
 	}
 	j.byKey[k] = r
 }
@@ -441,7 +444,7 @@ func (j *Job) movedFrom(e *backends.FileInfo) (string, backends.FileInfo, bool) 
 	if _, err := os.Lstat(filepath.Join(j.source, filepath.FromSlash(from))); !errors.Is(err, fs.ErrNotExist) {
 		return "", backends.FileInfo{}, false
 	}
-	if k.dir && !j.sameChildrenLocked(from, e.Path) {
+	if k.isDir() && !j.sameChildrenLocked(from, e.Path) {
 		return "", backends.FileInfo{}, false
 	}
 	return from, j.infoLocked(from), true

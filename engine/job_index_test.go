@@ -68,6 +68,9 @@ func TestIndexOps(t *testing.T) {
 	}{
 		{name: "scan", do: func(*Job) {}, want: []string{"a", "a/b", "a/b/y", "a/b/z", "a/dup1", "a/dup2", "a/x", "top"},
 			unique: map[int64]string{1: "a/x", 3: "a/b/z", 4: "top", 9: ""}},
+		{name: "empty file and directory of one mtime", do: func(j *Job) { j.setIndexLocked(file("e", 0)); j.setIndexLocked(dir("d0", 0)) },
+			want:   []string{"a", "a/b", "a/b/y", "a/b/z", "a/dup1", "a/dup2", "a/x", "d0", "e", "top"},
+			unique: map[int64]string{0: "e", -1: "d0"}},
 		{name: "drop dir", do: func(j *Job) { j.dropIndexLocked("a/b") }, want: []string{"a", "a/dup1", "a/dup2", "a/x", "top"},
 			unique: map[int64]string{1: "a/x", 3: "", 9: ""}},
 		{name: "drop file", do: func(j *Job) { j.dropIndexLocked("a/dup1") }, want: []string{"a", "a/b", "a/b/y", "a/b/z", "a/dup2", "a/x", "top"},
@@ -107,7 +110,7 @@ func TestIndexOps(t *testing.T) {
 					t.Errorf("unique size %d = %q %v, want %q", size, p, ok, want)
 				}
 				if ok {
-					if fi := j.infoLocked(p); fi.Size != size || !fi.ModTime.Equal(mt) || fi.Path != p {
+					if fi := j.infoLocked(p); fi.Size != max(size, 0) || !fi.ModTime.Equal(mt) || fi.Path != p {
 						t.Errorf("info %s = %+v", p, fi)
 					}
 				}
