@@ -116,14 +116,8 @@ func (pl *pipeline) worker(fi int, total int64) {
 		if !ok {
 			return
 		}
-		off := pl.start + idx*pl.chunk
-		n := min(pl.chunk, pl.end-off)
-		m, err := pl.src.ReadAt(buf[:n], off)
-		if int64(m) < n {
-			if err == nil || err == io.EOF {
-				err = fmt.Errorf("source ends before %d bytes: %w", pl.src.Size(), backends.ErrSourceChanged)
-			}
-			pl.fail(fmt.Errorf("read source at %d: %w", off, err), nil)
+		off, n, ok := pl.readChunk(buf, idx)
+		if !ok {
 			return
 		}
 		if _, err := f.WriteAt(buf[:n], off); err != nil {
@@ -132,6 +126,23 @@ func (pl *pipeline) worker(fi int, total int64) {
 		}
 		pl.complete(idx, n)
 	}
+}
+
+// readChunk reads chunk idx of the source into buf and returns where it
+// goes; a short read means the source changed, which fails the pipeline
+// (ok is false).
+func (pl *pipeline) readChunk(buf []byte, idx int64) (off, n int64, ok bool) {
+	off = pl.start + idx*pl.chunk
+	n = min(pl.chunk, pl.end-off)
+	m, err := pl.src.ReadAt(buf[:n], off)
+	if int64(m) < n {
+		if err == nil || err == io.EOF {
+			err = fmt.Errorf("source ends before %d bytes: %w", pl.src.Size(), backends.ErrSourceChanged)
+		}
+		pl.fail(fmt.Errorf("read source at %d: %w", off, err), nil)
+		return off, n, false
+	}
+	return off, n, true
 }
 
 // streamers is how many goroutines write through one handle of ferry's own
@@ -157,14 +168,8 @@ func (pl *pipeline) streamer(fi int, f *rawFile, total int64, limit int) {
 			if !ok {
 				break
 			}
-			off := pl.start + idx*pl.chunk
-			n := min(pl.chunk, pl.end-off)
-			m, err := pl.src.ReadAt(buf[:n], off)
-			if int64(m) < n {
-				if err == nil || err == io.EOF {
-					err = fmt.Errorf("source ends before %d bytes: %w", pl.src.Size(), backends.ErrSourceChanged)
-				}
-				pl.fail(fmt.Errorf("read source at %d: %w", off, err), nil)
+			off, n, ok := pl.readChunk(buf, idx)
+			if !ok {
 				break
 			}
 			// The queued request holds its own copy of buf.
