@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -10,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferrysync/ferry/backends/local"
 	"github.com/ferrysync/ferry/engine"
 	"github.com/ferrysync/ferry/engine/state"
 	"github.com/ferrysync/ferry/integration/ferrybin"
@@ -36,49 +34,7 @@ func runJobState(t *testing.T, stateDir, job, target, dst string) *state.Store {
 // finds, with nothing left in flight.
 func jobStateAgrees(t *testing.T, stateDir, job, target, dst string) {
 	t.Helper()
-	st := runJobState(t, stateDir, job, target, dst)
-	defer st.Close()
-	b, err := local.New(dst, local.Options{NoFsync: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	listed, _, problems, err := engine.ListTarget(context.Background(), b, nil, nil)
-	if err != nil || len(problems) > 0 {
-		t.Fatalf("list %s: %v %v", dst, err, problems)
-	}
-	recs, err := st.Entries()
-	if err != nil {
-		t.Fatal(err)
-	}
-	show := func(l []string) string { return strings.Join(first(l, 20), "\n") }
-	var a, b2 []string
-	for _, r := range recs {
-		a = append(a, fmt.Sprintf("%s %v %d %d %s", r.Path, r.Mode.Type(), fileSize(r.IsRegular(), r.Size), fileTime(r.IsRegular(), r.ModTime), r.LinkTarget))
-	}
-	for _, l := range listed {
-		b2 = append(b2, fmt.Sprintf("%s %v %d %d %s", l.Path, l.Mode.Type(), fileSize(l.IsRegular(), l.Size), fileTime(l.IsRegular(), l.ModTime), l.LinkTarget))
-	}
-	if strings.Join(a, "\n") != strings.Join(b2, "\n") {
-		t.Fatalf("state and target disagree: state holds %d entries, target %d\nstate:\n%s\ntarget:\n%s", len(a), len(b2), show(a), show(b2))
-	}
-	if fl, _ := st.InFlight(); len(fl) != 0 {
-		t.Fatalf("in flight after a clean run: %v", first(fl, 10))
-	}
-}
-
-func fileSize(regular bool, n int64) int64 {
-	if regular {
-		return n
-	}
-	return 0
-}
-
-func fileTime(regular bool, t time.Time) int64 {
-	if regular {
-		return t.UnixNano()
-	}
-	return 0
+	storeAgrees(t, runJobState(t, stateDir, job, target, dst), dst)
 }
 
 // TestStateRunOnceKilled runs `ferry run --once` with the job's state, kills

@@ -81,7 +81,13 @@ func stateClaimsOnlyWhatExists(t *testing.T, dir, dst string) (records, inFlight
 // target finds.
 func stateAgrees(t *testing.T, dir, dst string) {
 	t.Helper()
-	st := openSyncState(t, dir, dst)
+	storeAgrees(t, openSyncState(t, dir, dst), dst)
+}
+
+// storeAgrees checks that st holds exactly what a listing of dst finds,
+// with nothing left in flight, and closes st.
+func storeAgrees(t *testing.T, st *state.Store, dst string) {
+	t.Helper()
 	defer st.Close()
 	b, err := local.New(dst, local.Options{NoFsync: true})
 	if err != nil {
