@@ -25,17 +25,9 @@ func TestStreamedCorruptRecordRelists(t *testing.T) {
 	if _, _, err := r.run(context.Background(), ss); err != nil {
 		t.Fatal(err)
 	}
-	db, err := bolt.Open(r.statePath, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket([]byte("entries")).Put([]byte("d3\x00sub\x00f2.txt"), []byte{0xff})
+	damageEntries(t, r.statePath, func(b *bolt.Bucket) error {
+		return b.Put([]byte("d3\x00sub\x00f2.txt"), []byte{0xff})
 	})
-	db.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
 	mkfile(t, r.src, "d4/late.txt", "late", time.Now())
 	rep, lists, err := r.run(context.Background(), ss)
 	if err != nil || !ss.Stats.Listed || lists == 0 || !strings.Contains(ss.Stats.Why, "corrupt") {
@@ -229,18 +221,9 @@ func TestStreamedCorruptKeyRelists(t *testing.T) {
 	if _, _, err := r.run(context.Background(), ss); err != nil {
 		t.Fatal(err)
 	}
-	db, err := bolt.Open(r.statePath, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket([]byte("entries"))
+	damageEntries(t, r.statePath, func(b *bolt.Bucket) error {
 		return b.Put([]byte("d3/sub/f2.txt"), b.Get([]byte("d3\x00sub\x00f2.txt")))
 	})
-	db.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
 	rep, lists, err := r.run(context.Background(), ss)
 	if err != nil || !ss.Stats.Listed || lists == 0 || !strings.Contains(ss.Stats.Why, "corrupt") {
 		t.Fatalf("err %v, listed %v (%q), %d List calls; want a listing because of the damaged key", err, ss.Stats.Listed, ss.Stats.Why, lists)
@@ -249,4 +232,21 @@ func TestStreamedCorruptKeyRelists(t *testing.T) {
 		t.Errorf("deleted %d, uploaded %d; want nothing done", rep.Deleted, rep.Uploaded)
 	}
 	r.check()
+}
+
+// damageEntries changes the records of the state file at path behind the
+// store's back, as a crash or a stray writer could.
+func damageEntries(t *testing.T, path string, damage func(*bolt.Bucket) error) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error { return damage(tx.Bucket([]byte("entries"))) })
+	if cerr := db.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
 }
