@@ -255,14 +255,7 @@ func TestDaemonWatchJobRepairsDriftPeriodically(t *testing.T) {
 	out := filepath.Join(dir, "out")
 	cfg := writeConfig(t, dir, fmt.Sprintf("jobs:\n  - name: live\n    source: %q\n    watch: true\n    target_rescan_every: 200ms\n"+
 		"    targets: [{name: t, type: local, path: %q, fsync: false}]\n", src, out))
-	ctx, cancel := context.WithCancel(context.Background())
-	var stdout, stderr syncBuffer
-	done := make(chan int, 1)
-	go func() { done <- run(ctx, []string{"run", "-c", cfg}, &stdout, &stderr) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	stderr := startDaemon(t, "-c", cfg)
 	waitFor(t, "the first sync", 10*time.Second, func() bool { return len(files(t, out)) == 3 })
 	// Behind ferry's back, with nothing changing in the source: only the
 	// periodic listing of the target can find it.

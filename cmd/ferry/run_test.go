@@ -259,6 +259,29 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 	return s.b.Write(p)
 }
 
+// startDaemon runs `ferry run ARGS` in the background until the test ends,
+// then cancels it and checks that it stops, with exit 0. It returns the
+// daemon's log (stderr).
+func startDaemon(t *testing.T, args ...string) *syncBuffer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, append([]string{"run"}, args...), stdout, stderr) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Errorf("daemon exit %d after cancel\n%s", code, stderr.String())
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("daemon did not stop")
+		}
+	})
+	return stderr
+}
+
 func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -283,21 +306,7 @@ func TestDaemonScheduleReloadAndStatus(t *testing.T) {
 	jobA := fmt.Sprintf("  - name: ja\n    source: %q\n    schedule: 1s\n    targets: [{name: t, type: local, path: %q, fsync: false}]\n", src, outA)
 	cfg := writeConfig(t, dir, "metrics_addr: 127.0.0.1:0\njobs:\n"+jobA)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	var stdout, stderr syncBuffer
-	done := make(chan int, 1)
-	go func() { done <- run(ctx, []string{"run", "-c", cfg}, &stdout, &stderr) }()
-	defer func() {
-		cancel()
-		select {
-		case code := <-done:
-			if code != 0 {
-				t.Errorf("daemon exit %d after cancel\n%s", code, stderr.String())
-			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("daemon did not stop")
-		}
-	}()
+	stderr := startDaemon(t, "-c", cfg)
 
 	waitFor(t, "first scheduled run", 10*time.Second, func() bool { return len(files(t, outA)) == 3 })
 	// A change lands on the next interval.
@@ -363,21 +372,7 @@ func TestDaemonWatchJob(t *testing.T) {
 	cfg := writeConfig(t, dir, fmt.Sprintf("metrics_addr: 127.0.0.1:0\njobs:\n  - name: live\n    source: %q\n    watch: true\n"+
 		"    targets:\n      - {name: t, type: local, path: %q, fsync: false}\n      - {name: dead, type: local, path: %q}\n",
 		src, out, filepath.Join(dir, "never")))
-	ctx, cancel := context.WithCancel(context.Background())
-	var stdout, stderr syncBuffer
-	done := make(chan int, 1)
-	go func() { done <- run(ctx, []string{"run", "-c", cfg}, &stdout, &stderr) }()
-	defer func() {
-		cancel()
-		select {
-		case code := <-done:
-			if code != 0 {
-				t.Errorf("daemon exit %d after cancel\n%s", code, stderr.String())
-			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("daemon did not stop")
-		}
-	}()
+	stderr := startDaemon(t, "-c", cfg)
 	waitFor(t, "the first sync", 10*time.Second, func() bool { return len(files(t, out)) == 3 })
 	os.WriteFile(filepath.Join(src, "new.txt"), []byte("watched"), 0o644)
 	os.Remove(filepath.Join(src, "css", "a.css"))
@@ -404,14 +399,7 @@ func TestDaemonWatchBackupKeepsVersions(t *testing.T) {
 	out := filepath.Join(dir, "out")
 	cfg := writeConfig(t, dir, fmt.Sprintf("jobs:\n  - name: live\n    source: %q\n    watch: true\n    mode: backup\n    backup_dir: .v\n"+
 		"    targets: [{name: t, type: local, path: %q, fsync: false}]\n", src, out))
-	ctx, cancel := context.WithCancel(context.Background())
-	var stdout, stderr syncBuffer
-	done := make(chan int, 1)
-	go func() { done <- run(ctx, []string{"run", "-c", cfg}, &stdout, &stderr) }()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	stderr := startDaemon(t, "-c", cfg)
 	waitFor(t, "the first sync", 10*time.Second, func() bool {
 		f := files(t, out)
 		return len(f) == 3 && f["index.html"] == "<h1>hi</h1>" && f["img/logo.png"] == "PNG"
