@@ -24,10 +24,16 @@ import (
 // connection, because a killed ferry leaves its requests in flight too;
 // the copy is the server's disk work alone (no byte crosses the network).
 
+// resumeByServerCopy turns the server-side copy on resume on. It is off:
+// the fault soak published a torn file with it (seed 1795639840251378110,
+// a black hole after a kill), which resuming in place does not; the cause
+// is not found yet. Tests of the mechanism itself turn it on.
+var resumeByServerCopy = false
+
 // canCopy reports whether the connection can resume by a server-side copy.
 func (u *upload) canCopy() bool {
 	rs := u.c.raw
-	return rs != nil && rs.copyData && rs.posixRename
+	return resumeByServerCopy && rs != nil && rs.copyData && rs.posixRename
 }
 
 // resumeByCopy copies the first off bytes of the partial into a new,

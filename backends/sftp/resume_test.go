@@ -52,6 +52,8 @@ func resumeSize() int {
 // OpenSSH with the extension ignored), the upload resumes in place, which
 // the same stale write visibly changes, so the test can tell the two apart.
 func TestResumeLeavesHeldPartialBehind(t *testing.T) {
+	resumeByServerCopy = true
+	defer func() { resumeByServerCopy = false }()
 	openssh := func(t *testing.T) (Config, string) {
 		if testing.Short() {
 			t.Skip("starts sshd")
