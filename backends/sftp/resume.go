@@ -1,131 +1,275 @@
 package sftp
 
 import (
+	"cmp"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
+	"slices"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/ferrysync/ferry/backends"
 	"github.com/pkg/sftp"
 )
 
-// A resumed upload does not write on into the partial an earlier attempt
-// left: that attempt's session may still hold it open, with requests of an
-// abandoned connection held in a relay or a socket buffer, and the server
-// applies them whenever they arrive, through that session's handle. Were
-// the partial resumed in place, that handle would point at the published
-// file, and a stale write would give it a new mtime (a stale chmod or
-// truncate would do worse). So the verified prefix is copied, on the
-// server, into a new partial, which then replaces the old name: what an
-// earlier session still holds open is an unlinked file that nobody reads.
-// This is done on every resume, not only after this process abandoned a
-// connection, because a killed ferry leaves its requests in flight too;
-// the copy is the server's disk work alone (no byte crosses the network).
+// A resumed upload never writes into, or renames over, a partial that an
+// earlier attempt wrote: that attempt's session may still hold it open,
+// and requests of an abandoned connection, held in a relay or a socket
+// buffer, reach the server whenever they arrive and are applied then,
+// through its handles and by its names. So the verified prefix is copied,
+// on the server, into a new partial whose name belongs to this attempt
+// alone, and the upload writes and publishes that one. What an earlier
+// session holds open, or renames late, is never the file this attempt
+// publishes: a late write lands in a file nobody reads, a late rename moves
+// a name this attempt does not use. The copy is the server's disk work
+// alone (no byte crosses the network). The next resume looks at the
+// partial and every copy of it, resumes from the one with the longest
+// verified prefix, and the partials of an upload are all removed once it
+// is published.
 
-// resumeByServerCopy turns the server-side copy on resume on. It is off:
-// the fault soak published a torn file with it (seed 1795639840251378110,
-// a black hole after a kill), which resuming in place does not; the cause
-// is not found yet. Tests of the mechanism itself turn it on.
-var resumeByServerCopy = false
+// resumeByServerCopy turns the server-side copy on resume on.
+var resumeByServerCopy = true
 
 // canCopy reports whether the connection can resume by a server-side copy.
 func (u *upload) canCopy() bool {
 	rs := u.c.raw
-	return resumeByServerCopy && rs != nil && rs.copyData && rs.posixRename
+	return resumeByServerCopy && rs != nil && rs.copyData
 }
 
-// resumeByCopy copies the first off bytes of the partial into a new,
-// owner-only partial, puts that one at the partial's name and returns a
-// handle on it. Nothing is left at a second name unless the connection
-// dies midway; the next resume of the same upload removes that.
-func (u *upload) resumeByCopy(off int64) (*sftp.File, error) {
+// partialInfo is a partial file of this upload found on the target, and
+// the length of its prefix that matches the source.
+type partialInfo struct {
+	name     string // full path
+	size     int64
+	verified int64
+}
+
+// resumeByCopy resumes from the best partial of the upload: the one at its
+// partial name or a copy an earlier resume made. It copies that one's
+// verified prefix into a new owner-only partial with a name of its own,
+// makes that the upload's partial (the others are removed once the file is
+// published, see dropStale) and returns a handle on it and the prefix's
+// length.
+func (u *upload) resumeByCopy() (*sftp.File, int64, error) {
 	c := u.c
-	rs := c.raw
-	tmp := resumeName(u.partial)
-	// A copy an interrupted resume left may be held open by that attempt's
-	// session as well: unlinked first, it is never the one written on.
-	rm := rs.remove(tmp)
-	rd := rs.open(u.partial, fxfRead, rawAttrs{})
-	wr := rs.open(tmp, fxfRead|fxfWrite|fxfCreat|fxfExcl, rawAttrs{flags: attrPerm, perm: 0o600})
-	rs.flush()
-	if err := rm.status(); err != nil && !errors.Is(err, os.ErrNotExist) {
-		u.b.log.Debug("remove an earlier copy of the partial", "partial", tmp, "err", err)
+	found, err := u.partials()
+	if err != nil {
+		return nil, 0, err
 	}
-	rh, rerr := rd.handle()
-	wh, werr := wr.handle()
-	if werr != nil {
-		if rerr == nil {
-			(&rawFile{rs: rs, h: rh}).release()
-		}
-		return nil, fmt.Errorf("create %s: %w", tmp, werr)
+	best, err := u.bestPartial(found)
+	if err != nil {
+		return nil, 0, err
 	}
-	r, w := &rawFile{rs: rs, h: rh}, &rawFile{rs: rs, h: wh}
-	fail := func(err error) (*sftp.File, error) {
-		if rerr == nil {
-			r.release()
-		}
-		w.release()
+	tmp, err := copyName(u.partial)
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := u.copyPrefix(best, tmp); err != nil {
 		if c.alive() {
 			c.sftp.Remove(tmp)
 		}
-		return nil, err
+		return nil, 0, err
 	}
-	if rerr != nil {
-		return fail(fmt.Errorf("open %s: %w", u.partial, rerr))
+	f, err := c.sftp.OpenFile(tmp, os.O_RDWR)
+	if err != nil {
+		if c.alive() {
+			c.sftp.Remove(tmp)
+		}
+		return nil, 0, fmt.Errorf("open %s after the copy: %w", tmp, err)
 	}
+	u.stale = u.stale[:0]
+	for _, p := range found {
+		u.stale = append(u.stale, p.name)
+	}
+	u.b.log.Debug("resume by server-side copy", "path", u.p, "from", path.Base(best.name), "to", path.Base(tmp),
+		"copied", best.verified, "partials", len(found))
+	u.partial = tmp
+	return f, best.verified, nil
+}
+
+// partials lists the partial files of the upload in its directory: the one
+// at its partial name and the copies of it (see copyName).
+func (u *upload) partials() ([]partialInfo, error) {
+	dir, base := path.Split(u.partial)
+	key, ok := partialKey(base)
+	if !ok {
+		return nil, fmt.Errorf("partial name %s has no tag", base)
+	}
+	ents, err := u.c.sftp.ReadDir(path.Clean(dir))
+	if err != nil {
+		return nil, fmt.Errorf("list %s for partials: %w", dir, err)
+	}
+	var found []partialInfo
+	for _, e := range ents {
+		n := e.Name()
+		if (n == base || strings.HasPrefix(n, key+".")) && e.Mode().IsRegular() {
+			found = append(found, partialInfo{name: dir + n, size: e.Size()})
+		}
+	}
+	if len(found) == 0 {
+		return nil, fmt.Errorf("partial %s: %w", u.partial, fs.ErrNotExist)
+	}
+	return found, nil
+}
+
+// bestPartial returns the partial with the longest prefix that matches the
+// source. Partials are read from the largest down, and one no larger than
+// the best prefix so far is not read at all.
+func (u *upload) bestPartial(found []partialInfo) (partialInfo, error) {
+	slices.SortFunc(found, func(a, b partialInfo) int { return cmp.Compare(b.size, a.size) })
+	window := int64(u.b.cfg.RequestsInFlight) * int64(u.b.cfg.ChunkSize)
+	best := partialInfo{verified: -1}
+	for _, p := range found {
+		if min(p.size, u.src.Size()) <= best.verified {
+			break
+		}
+		f, err := u.c.sftp.Open(p.name)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return best, fmt.Errorf("open %s: %w", p.name, err)
+		}
+		p.verified, err = backends.ResumeOffset(f, p.size, u.src, u.src.Size(), window)
+		f.Close()
+		if err != nil {
+			return best, err
+		}
+		if p.verified > best.verified {
+			best = p
+		}
+	}
+	if best.verified < 0 {
+		return best, fmt.Errorf("partial %s: %w", u.partial, fs.ErrNotExist)
+	}
+	return best, nil
+}
+
+// copyPrefix creates tmp, owner-only and exclusive (never an existing file,
+// never through a planted link), holding the first from.verified bytes of
+// from, copied on the server.
+func (u *upload) copyPrefix(from partialInfo, tmp string) error {
+	rs := u.c.raw
+	off := from.verified
+	wr := rs.open(tmp, fxfRead|fxfWrite|fxfCreat|fxfExcl, rawAttrs{flags: attrPerm, perm: 0o600})
+	var rd *rawCall
 	if off > 0 {
+		rd = rs.open(from.name, fxfRead, rawAttrs{})
+	}
+	rs.flush()
+	wh, werr := wr.handle()
+	var rh string
+	var rerr error
+	if rd != nil {
+		rh, rerr = rd.handle()
+	}
+	if werr != nil {
+		if rd != nil && rerr == nil {
+			(&rawFile{rs: rs, h: rh}).release()
+		}
+		return fmt.Errorf("create %s: %w", tmp, werr)
+	}
+	w := &rawFile{rs: rs, h: wh}
+	if rerr != nil {
+		w.release()
+		return fmt.Errorf("open %s: %w", from.name, rerr)
+	}
+	var r *rawFile
+	if rd != nil {
+		r = &rawFile{rs: rs, h: rh}
 		// Length 0 would mean "to the end", which is not what is wanted.
 		cp := rs.copyRange(rh, 0, uint64(off), wh, 0)
 		rs.flush()
 		if err := cp.status(); err != nil {
-			return fail(fmt.Errorf("copy %d bytes of %s to %s on the server: %w", off, u.partial, tmp, err))
+			r.release()
+			w.release()
+			return fmt.Errorf("copy %d bytes of %s to %s on the server: %w", off, from.name, tmp, err)
 		}
 	}
-	// The copy answers EOF when the source ends early; the size is checked
-	// anyway, since the upload writes on from off.
+	// The copy answers EOF when the source ends early (a late truncate of
+	// an earlier session): the size says whether it is whole.
 	st := rs.fstat(wh)
+	var rc *rawCall
+	if r != nil {
+		rc = r.queueClose()
+	}
+	wc := w.queueClose()
 	rs.flush()
-	a, err := st.attrs()
-	if err != nil {
-		return fail(fmt.Errorf("stat %s: %w", tmp, err))
+	a, serr := st.attrs()
+	if rc != nil {
+		rc.status() // a read handle: nothing to learn from its close
 	}
-	if int64(a.size) != off {
-		return fail(fmt.Errorf("copy of %s holds %d bytes, want %d", u.partial, a.size, off))
+	cerr := wc.status()
+	switch {
+	case serr != nil:
+		return fmt.Errorf("stat %s: %w", tmp, serr)
+	case int64(a.size) != off:
+		return fmt.Errorf("copy of %s holds %d bytes, want %d", from.name, a.size, off)
+	case cerr != nil:
+		return fmt.Errorf("close %s: %w", tmp, cerr)
 	}
-	rc, wc := r.queueClose(), w.queueClose()
-	ren := rs.rename(tmp, u.partial)
-	rs.flush()
-	rc.status() // a read handle: nothing to learn from its close
-	if err := wc.status(); err != nil {
-		return fail(fmt.Errorf("close %s: %w", tmp, err))
-	}
-	if err := ren.status(); err != nil {
-		return fail(fmt.Errorf("rename %s to %s: %w", tmp, u.partial, err))
-	}
-	f, err := c.sftp.OpenFile(u.partial, os.O_RDWR)
-	if err != nil {
-		return nil, fmt.Errorf("open %s after the copy: %w", u.partial, err)
-	}
-	return f, nil
+	return nil
 }
 
-// resumeName is the name of the copy of a partial: in its directory, with
-// the partial prefix (listings and cleanup treat it as a partial), and the
-// same in every attempt, so the next resume removes a copy that an
-// interrupted one left.
-func resumeName(partial string) string {
+// dropStale removes the partials the upload resumed from, once it no
+// longer needs them (published, or given up for good). Best effort: what
+// is left is removed by the next resume or by the retention of partials.
+func (u *upload) dropStale() {
+	rs := u.c.raw
+	if len(u.stale) == 0 || rs == nil || !u.c.alive() {
+		return
+	}
+	calls := make([]*rawCall, len(u.stale))
+	for i, p := range u.stale {
+		calls[i] = rs.remove(p)
+	}
+	rs.flush()
+	for i, call := range calls {
+		if err := call.status(); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			u.b.log.Debug("remove a partial resumed from", "partial", u.stale[i], "err", err)
+		}
+	}
+	u.stale = nil
+}
+
+// tagLen is the length of the hex tag in a partial name (PartialName).
+const tagLen = 16
+
+// partialKey returns the part of a partial file's name that its copies
+// share: the prefix and the tag, which stands for the path, size and mtime.
+func partialKey(base string) (string, bool) {
+	n := len(backends.PartialPrefix) + tagLen
+	if len(base) <= n || !strings.HasPrefix(base, backends.PartialPrefix) || base[n] != '-' {
+		return "", false
+	}
+	return base[:n], true
+}
+
+// copyName returns a new name for a copy of partial: in its directory, with
+// its key, a random nonce, and the rest of its name, so that no other
+// attempt, this process's or an earlier one's, ever uses it.
+func copyName(partial string) (string, error) {
 	dir, base := path.Split(partial)
-	prefix := backends.PartialPrefix + "r-"
-	rest := base[min(len(base), len(backends.PartialPrefix)):]
+	key, ok := partialKey(base)
+	if !ok {
+		return "", fmt.Errorf("partial name %s has no tag", base)
+	}
+	var nonce [4]byte
+	rand.Read(nonce[:])
+	prefix := key + "." + hex.EncodeToString(nonce[:])
+	rest := base[len(key):] // "-" and the file's name
 	if max := backends.MaxNameLen - len(prefix); len(rest) > max {
 		rest = rest[:max]
 		for len(rest) > 0 && !utf8.ValidString(rest) {
 			rest = rest[:len(rest)-1]
 		}
 	}
-	return dir + prefix + rest
+	return dir + prefix + rest, nil
 }
 
 // copyFailed reports whether a failed copy leaves the connection usable,

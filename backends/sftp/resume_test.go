@@ -2,6 +2,8 @@ package sftp
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -52,8 +54,6 @@ func resumeSize() int {
 // OpenSSH with the extension ignored), the upload resumes in place, which
 // the same stale write visibly changes, so the test can tell the two apart.
 func TestResumeLeavesHeldPartialBehind(t *testing.T) {
-	resumeByServerCopy = true
-	defer func() { resumeByServerCopy = false }()
 	openssh := func(t *testing.T) (Config, string) {
 		if testing.Short() {
 			t.Skip("starts sshd")
@@ -113,7 +113,10 @@ func TestResumeLeavesHeldPartialBehind(t *testing.T) {
 			if tc.wantCopy {
 				// A copy an interrupted resume left, still held open by
 				// that attempt's session.
-				left := resumeName(partial)
+				left, err := copyName(partial)
+				if err != nil {
+					t.Fatal(err)
+				}
 				if err := os.WriteFile(left, content[:4096], 0o600); err != nil {
 					t.Fatal(err)
 				}
@@ -187,7 +190,7 @@ func TestResumeLeavesHeldPartialBehind(t *testing.T) {
 	}
 }
 
-func TestResumeName(t *testing.T) {
+func TestCopyName(t *testing.T) {
 	long := strings.Repeat("é", 200)
 	cases := []struct {
 		name, path string
@@ -200,12 +203,20 @@ func TestResumeName(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			partial := "/root/" + backends.PartialName(tc.path, 10, time.Unix(1, 0))
-			a := resumeName(partial)
-			if a == partial || a != resumeName(partial) {
-				t.Errorf("copy of %s named %s, then %s; want one name, not the partial's", partial, a, resumeName(partial))
+			a, err := copyName(partial)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := copyName(partial)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a == partial || a == b {
+				t.Errorf("copies of %s named %s and %s; want a new name each time, not the partial's", partial, a, b)
 			}
 			dir, base := filepath.Split(a)
-			if wdir, _ := filepath.Split(partial); dir != wdir {
+			wdir, wbase := filepath.Split(partial)
+			if dir != wdir {
 				t.Errorf("copy in %s, partial in %s", dir, wdir)
 			}
 			if !backends.IsPartialName(a) {
@@ -214,6 +225,112 @@ func TestResumeName(t *testing.T) {
 			if len(base) > backends.MaxNameLen || !utf8.ValidString(base) {
 				t.Errorf("name of %d bytes (valid UTF-8: %v)", len(base), utf8.ValidString(base))
 			}
+			key, ok := partialKey(wbase)
+			if !ok || !strings.HasPrefix(base, key+".") {
+				t.Errorf("copy %s does not start with the partial's key %q and a dot", base, key)
+			}
 		})
+	}
+	for _, bad := range []string{"f.bin", backends.PartialPrefix + "aside-1-f.bin", backends.PartialPrefix + "0123456789abcdef"} {
+		if _, err := copyName("/root/" + bad); err == nil {
+			t.Errorf("copyName(%q) gave a name; want an error (no tag)", bad)
+		}
+	}
+}
+
+// lateSource calls late once, the first time the upload reads the source
+// at or past at: a moment within the resumed upload's writes.
+type lateSource struct {
+	*memSource
+	at   int64
+	once sync.Once
+	late func()
+}
+
+func (s *lateSource) ReadAt(p []byte, off int64) (int, error) {
+	if off >= s.at {
+		s.once.Do(s.late)
+	}
+	return s.memSource.ReadAt(p, off)
+}
+
+// TestResumeIgnoresLateRequestsOfEarlierAttempts resumes an upload while
+// requests an earlier, abandoned attempt left in flight arrive by name, as
+// its session applies them whenever the link delivers them: a rename of
+// that attempt's copy of the partial over the partial's name, a chmod and
+// a truncate of the partial's name. The file published must be the
+// source's all the same, and no partial may be left.
+func TestResumeIgnoresLateRequestsOfEarlierAttempts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts sshd")
+	}
+	t.Setenv("SSH_AUTH_SOCK", "")
+	srv := sshd.Start(t, sshd.Options{})
+	root := srv.Root()
+	b := dial(t, Config{
+		Host: "127.0.0.1", Port: srv.Port(), User: srv.User(), Root: root,
+		IdentityFiles: []string{srv.ClientKeyPath()}, KnownHostsFile: srv.KnownHostsPath(),
+		SSHConfigFile: "none", Connections: 1,
+	})
+	if rs := b.slots[0].peek().raw; rs == nil || !rs.copyData {
+		t.Fatal("sshd offers no copy-data: the resume this test is about does not run")
+	}
+	mem := newSource(4<<20, 91)
+	good := 1<<20 + 777
+	partial := filepath.Join(root, backends.PartialName("f.bin", mem.Size(), mem.ModTime()))
+	if err := os.WriteFile(partial, mem.data[:good], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The earlier attempt's copy: the same prefix, then garbage, as a
+	// resume that was cut after its copy would leave it.
+	earlier, err := copyName(partial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	junk := append(append([]byte{}, mem.data[:good]...), bytes.Repeat([]byte{0xee}, int(mem.Size())-good)...)
+	var lateErrs []error
+	src := &lateSource{memSource: mem, at: int64(good) + 1<<20, late: func() {
+		// Written now, so that the resume could not have chosen it.
+		if err := os.WriteFile(earlier, junk, 0o600); err != nil {
+			lateErrs = append(lateErrs, err)
+			return
+		}
+		lateErrs = append(lateErrs, os.Rename(earlier, partial), os.Chmod(partial, 0o644),
+			os.Truncate(partial, int64(good)/2))
+	}}
+
+	res, err := b.Upload(context.Background(), "f.bin", src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lateErrs == nil {
+		t.Fatal("the late requests were never sent: the upload did not read past the resumed prefix")
+	}
+	if err := errors.Join(lateErrs...); err != nil {
+		t.Fatalf("sending the late requests: %v", err)
+	}
+	if res.Resumed != int64(good) {
+		t.Errorf("resumed from %d, want %d", res.Resumed, good)
+	}
+	got, err := os.ReadFile(filepath.Join(root, "f.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, mem.data) {
+		t.Fatalf("published file differs from the source (%d bytes, want %d): a late request of an earlier attempt reached it", len(got), len(mem.data))
+	}
+	fi, err := os.Stat(filepath.Join(root, "f.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !fi.ModTime().Equal(mem.ModTime()) || fi.Mode().Perm() != mem.Mode().Perm() {
+		t.Errorf("published file has mtime %v mode %v, want %v %v", fi.ModTime(), fi.Mode(), mem.ModTime(), mem.Mode())
+	}
+	if ents, _ := os.ReadDir(root); len(ents) != 1 {
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		t.Errorf("root holds %v, want f.bin alone (a partial left behind?)", names)
 	}
 }

@@ -57,6 +57,7 @@ func (b *Backend) Upload(ctx context.Context, p string, src backends.Source) (ba
 		partial: b.full(backends.PartialName(p, src.Size(), src.ModTime()))}
 	err = u.run(ctx, &res)
 	if err == nil {
+		u.dropStale()
 		return res, nil
 	}
 	err = classify(c, "upload", p, err)
@@ -64,6 +65,7 @@ func (b *Backend) Upload(ctx context.Context, p string, src backends.Source) (ba
 		if rerr := c.sftp.Remove(u.partial); rerr == nil {
 			b.log.Debug("removed partial after permanent failure", "path", p, "partial", u.partial)
 		}
+		u.dropStale()
 	}
 	return res, err
 }
@@ -74,6 +76,7 @@ type upload struct {
 	p              string
 	src            backends.Source
 	final, partial string
+	stale          []string // partials resumed from, removed once done (resume.go)
 }
 
 func (u *upload) step(ctx context.Context, fn func() error) error {
@@ -159,6 +162,7 @@ func (u *upload) runFile(ctx context.Context, res *backends.UploadResult, f *sft
 	}
 	if err := src.Check(); err != nil {
 		c.sftp.Remove(u.partial)
+		u.dropStale()
 		return err
 	}
 	err = u.step(ctx, func() error {
@@ -264,6 +268,21 @@ func (u *upload) resumePartial(createErr error) (f *sftp.File, resumed int64, er
 	case !fi.Mode().IsRegular():
 		return nil, 0, fmt.Errorf("partial %s is not a regular file: %w", u.partial, backends.ErrUnsafePath)
 	}
+	if u.canCopy() {
+		t0 := time.Now()
+		f, off, err := u.resumeByCopy()
+		if err == nil {
+			u.b.log.Info("resuming upload", "path", u.p, "partial_size", fi.Size(), "verified", off, "size", u.src.Size(),
+				"took", time.Since(t0).Round(time.Millisecond))
+			return f, off, nil
+		}
+		if !copyFailed(c, err) {
+			return nil, 0, err
+		}
+		u.b.log.Debug("server-side copy failed; resuming in place", "path", u.p, "err", err)
+	} else {
+		u.b.log.Debug("resume in place: the server offers no copy-data", "path", u.p)
+	}
 	f, err = c.sftp.OpenFile(u.partial, os.O_RDWR)
 	if errors.Is(err, fs.ErrPermission) {
 		// An attempt that failed after giving the partial a read-only
@@ -280,23 +299,6 @@ func (u *upload) resumePartial(createErr error) (f *sftp.File, resumed int64, er
 	if err != nil {
 		f.Close()
 		return nil, 0, err
-	}
-	if u.canCopy() {
-		t0 := time.Now()
-		nf, err := u.resumeByCopy(off)
-		if err == nil {
-			f.Close() // the old partial, unlinked by now
-			u.b.log.Debug("resume by server-side copy", "path", u.p, "copied", off, "took", time.Since(t0).Round(time.Millisecond))
-			u.b.log.Info("resuming upload", "path", u.p, "partial_size", fi.Size(), "verified", off, "size", u.src.Size())
-			return nf, off, nil
-		}
-		if !copyFailed(u.c, err) {
-			f.Close()
-			return nil, 0, err
-		}
-		u.b.log.Debug("server-side copy failed; resuming in place", "path", u.p, "err", err)
-	} else {
-		u.b.log.Debug("resume in place: the server offers no copy-data", "path", u.p)
 	}
 	if off < u.src.Size() && fi.Mode().Perm() != 0o600 {
 		// A partial sealed with the source's mode, then found short:
@@ -410,6 +412,7 @@ func setTimes(c *conn, full string, t time.Time) error {
 // over rather than resuming garbage.
 func (u *upload) mismatch(how string) error {
 	u.c.sftp.Remove(u.partial)
+	u.dropStale()
 	return fmt.Errorf("content of %s differs from the source after upload (%s); partial removed", u.p, how)
 }
 
