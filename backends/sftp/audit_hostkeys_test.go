@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/ferrysync/ferry/backends"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 )
@@ -67,4 +68,57 @@ func TestHostKeyAlgorithmsScopedPerHost(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHostKeyAlgorithmsHashedEntries is the per-host choice of host-key
+// algorithms for a known_hosts file whose host names are hashed
+// (HashKnownHosts yes, the default on Debian and Ubuntu): the server offers
+// ecdsa, rsa and ed25519 and the file holds its ed25519 key under a hashed
+// name. If the hashed entry is not matched when the algorithms are chosen,
+// the client asks for ecdsa first and the check fails.
+func TestHostKeyAlgorithmsHashedEntries(t *testing.T) {
+	cases := []struct {
+		name  string
+		known int // index of the trusted host key: 0 ecdsa, 1 rsa, 2 ed25519
+	}{
+		{"ed25519 known", 2},
+		{"rsa known", 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, serverOpts{hostKeyTypes: []string{"ecdsa", "rsa", "ed25519"}})
+			cfg := e.config()
+			cfg.KnownHostsFile = e.knownHosts + ".hashed"
+			line := knownhosts.Line([]string{knownhosts.HashHostname(knownhosts.Normalize(e.srv.addr))}, e.srv.hostKeys[tc.known].PublicKey())
+			if err := os.WriteFile(cfg.KnownHostsFile, []byte(line+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			b := dial(t, cfg)
+			mustUpload(t, b, "f", newSource(1000, 6))
+		})
+	}
+}
+
+// TestRevokedHostKeyRefused: a host key marked @revoked in known_hosts is
+// refused before authentication even when another line trusts it and trust
+// on first use is on.
+func TestRevokedHostKeyRefused(t *testing.T) {
+	e := newEnv(t, serverOpts{})
+	cfg := e.config()
+	cfg.AcceptNewHostKey = true
+	key := e.srv.hostKeys[0].PublicKey()
+	text := "@revoked * " + string(ssh.MarshalAuthorizedKey(key)) + knownhosts.Line([]string{e.srv.addr}, key) + "\n"
+	cfg.KnownHostsFile = e.knownHosts + ".revoked"
+	if err := os.WriteFile(cfg.KnownHostsFile, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := dialErr(t, cfg)
+	wantErr(t, err, backends.ErrAuth)
+	if n := e.srv.authAttempts.Load(); n != 0 {
+		t.Errorf("client offered %d keys to a server with a revoked host key", n)
+	}
+	if got, _ := os.ReadFile(cfg.KnownHostsFile); string(got) != text {
+		t.Errorf("known_hosts changed:\n%s", got)
+	}
+	t.Logf("refused: %v", err)
 }
