@@ -258,8 +258,10 @@ func (rs *rawSession) flushNow() {
 	}
 	rs.flushing = true
 	for len(rs.out) > 0 {
+		// The spare is out's now: it must not stay the spare too, or the
+		// next round would queue into the buffer it is writing.
 		buf := rs.out
-		rs.out = rs.spare[:0]
+		rs.out, rs.spare = rs.spare[:0], nil
 		rs.wmu.Unlock()
 		_, err := rs.ch.Write(buf)
 		if err != nil {
