@@ -2,6 +2,7 @@ package sftp
 
 import (
 	"cmp"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -217,24 +218,56 @@ func (u *upload) copyPrefix(from partialInfo, tmp string) error {
 }
 
 // dropStale removes the partials the upload resumed from, once it no
-// longer needs them (published, or given up for good). Best effort: what
-// is left is removed by the next resume or by the retention of partials.
-func (u *upload) dropStale() {
-	rs := u.c.raw
-	if len(u.stale) == 0 || rs == nil || !u.c.alive() {
+// longer needs them (published, or given up for good). They are useless
+// now, so a connection lost meanwhile is replaced for them once; whatever
+// is left after that is removed by the next resume or by the retention of
+// partials.
+func (u *upload) dropStale(ctx context.Context) {
+	if len(u.stale) == 0 {
 		return
 	}
-	calls := make([]*rawCall, len(u.stale))
-	for i, p := range u.stale {
-		calls[i] = rs.remove(p)
-	}
-	rs.flush()
-	for i, call := range calls {
-		if err := call.status(); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			u.b.log.Debug("remove a partial resumed from", "partial", u.stale[i], "err", err)
+	left := u.removeOn(u.c, u.stale)
+	if len(left) > 0 && ctx.Err() == nil {
+		if c, err := u.b.get(ctx); err == nil {
+			left = u.removeOn(c, left)
 		}
 	}
+	if len(left) > 0 {
+		u.b.log.Debug("partials resumed from are left for a later run", "path", u.p, "partials", len(left))
+	}
 	u.stale = nil
+}
+
+// removeOn removes names over c and returns those it could not reach.
+func (u *upload) removeOn(c *conn, names []string) (left []string) {
+	if !c.alive() {
+		return names
+	}
+	errs := make([]error, len(names))
+	if rs := c.raw; rs != nil {
+		calls := make([]*rawCall, len(names))
+		for i, p := range names {
+			calls[i] = rs.remove(p)
+		}
+		rs.flush()
+		for i, call := range calls {
+			errs[i] = call.status()
+		}
+	} else {
+		for i, p := range names {
+			errs[i] = c.sftp.Remove(p)
+		}
+	}
+	for i, err := range errs {
+		switch {
+		case err == nil || errors.Is(err, fs.ErrNotExist):
+		case !c.alive() || errors.Is(err, sftp.ErrSSHFxConnectionLost):
+			left = append(left, names[i])
+		default:
+			u.b.log.Debug("remove a partial resumed from", "partial", names[i], "err", err)
+		}
+	}
+	return left
 }
 
 // tagLen is the length of the hex tag in a partial name (PartialName).

@@ -57,7 +57,7 @@ func (b *Backend) Upload(ctx context.Context, p string, src backends.Source) (ba
 		partial: b.full(backends.PartialName(p, src.Size(), src.ModTime()))}
 	err = u.run(ctx, &res)
 	if err == nil {
-		u.dropStale()
+		u.dropStale(ctx)
 		return res, nil
 	}
 	err = classify(c, "upload", p, err)
@@ -65,7 +65,7 @@ func (b *Backend) Upload(ctx context.Context, p string, src backends.Source) (ba
 		if rerr := c.sftp.Remove(u.partial); rerr == nil {
 			b.log.Debug("removed partial after permanent failure", "path", p, "partial", u.partial)
 		}
-		u.dropStale()
+		u.dropStale(ctx)
 	}
 	return res, err
 }
@@ -162,7 +162,7 @@ func (u *upload) runFile(ctx context.Context, res *backends.UploadResult, f *sft
 	}
 	if err := src.Check(); err != nil {
 		c.sftp.Remove(u.partial)
-		u.dropStale()
+		u.dropStale(ctx)
 		return err
 	}
 	err = u.step(ctx, func() error {
@@ -412,7 +412,8 @@ func setTimes(c *conn, full string, t time.Time) error {
 // over rather than resuming garbage.
 func (u *upload) mismatch(how string) error {
 	u.c.sftp.Remove(u.partial)
-	u.dropStale()
+	u.removeOn(u.c, u.stale)
+	u.stale = nil
 	return fmt.Errorf("content of %s differs from the source after upload (%s); partial removed", u.p, how)
 }
 
