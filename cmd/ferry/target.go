@@ -105,11 +105,43 @@ func openTarget(ctx context.Context, spec string, o targetOptions) (backends.Bac
 	if !ok {
 		return openLocal(spec, o)
 	}
+	if redacted, ok := redactURLPassword(spec); ok {
+		// The URL parsers quote the URL in their errors: refuse it here,
+		// where the password can be left out of the message.
+		switch scheme {
+		case "sftp":
+			return nil, usageErrorf("sftp URL %q: passwords in URLs are not supported; use a key, ssh-agent or a config file's password_file", redacted)
+		case "s3":
+			return nil, usageErrorf("s3 url %q: credentials (a password) do not belong in the URL; use the environment or ~/.aws/credentials", redacted)
+		}
+		return nil, usageErrorf("target %s: a password does not belong in a target URL", redacted)
+	}
 	open, ok := openers[scheme]
 	if !ok {
 		return nil, usageErrorf("target %s: unknown scheme %q (want a local path, file://, sftp:// or s3://)", spec, scheme)
 	}
 	return open(ctx, spec, o)
+}
+
+// redactURLPassword reports whether the URL spec holds a password
+// (user:password@ before the host) and returns it with the password
+// replaced by "***", fit to print.
+func redactURLPassword(spec string) (string, bool) {
+	scheme, rest, _ := strings.Cut(spec, "://")
+	authority, path, slash := strings.Cut(rest, "/")
+	at := strings.LastIndexByte(authority, '@')
+	if at < 0 {
+		return "", false
+	}
+	user, _, hasPassword := strings.Cut(authority[:at], ":")
+	if !hasPassword {
+		return "", false
+	}
+	out := scheme + "://" + user + ":***" + authority[at:]
+	if slash {
+		out += "/" + path
+	}
+	return out, true
 }
 
 // urlScheme returns the scheme of spec when it is a URL ("name://...").
