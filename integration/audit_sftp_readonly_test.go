@@ -18,16 +18,9 @@ import (
 // writes there with a bare SSH_FX_FAILURE ("Failure"); each file in it must
 // still end as one clear per-file error, given up on without using the
 // retries, with no partial left, while the rest of the target is synced.
-//
-// Known bug, backends/sftp: the bare failure is retried like a passing
-// fault (4 attempts) and reported as "Failure", where statvfs@openssh.com,
-// already asked for a full disk, carries the read-only flag
-// (SSH_FXE_STATVFS_ST_RDONLY) that would make it a clear, permanent error.
-// Skipped unless FERRY_TEST_KNOWN_BUGS=1.
+// statvfs@openssh.com's read-only flag (SSH_FXE_STATVFS_ST_RDONLY) is what
+// tells it from a passing fault.
 func TestSFTPReadOnlyFolder(t *testing.T) {
-	if os.Getenv("FERRY_TEST_KNOWN_BUGS") != "1" {
-		t.Skip("known bug, backends/sftp: a read-only folder over OpenSSH is retried and reported as a bare \"Failure\"; set FERRY_TEST_KNOWN_BUGS=1 to run")
-	}
 	requireRoot(t)
 	r := newSFTPRig(t, sshd.Options{}, treecheck.Spec{})
 	writeFiles(t, r.src, map[string]int{

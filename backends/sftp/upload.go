@@ -460,10 +460,14 @@ func (u *upload) readBack() error {
 }
 
 // noSpace turns a generic failure into ErrNoSpace when the server's file
-// system is (nearly) full: OpenSSH reports ENOSPC as SSH_FX_FAILURE.
+// system is (nearly) full, or into ErrPermission when it is mounted
+// read-only: OpenSSH reports ENOSPC and EROFS as SSH_FX_FAILURE.
 func (u *upload) noSpace(err error) error {
 	if !isFailure(err) || !u.c.alive() {
 		return err
+	}
+	if rerr := readOnly(u.c, path.Dir(u.partial), err); rerr != nil {
+		return rerr
 	}
 	free, ferr := u.b.freeSpace(u.c, path.Dir(u.partial))
 	if ferr != nil {
