@@ -19,8 +19,8 @@ import (
 // test. Neither the stall detector nor a context may end them.
 func TestDeadLinkReleasesEveryBlockedCall(t *testing.T) {
 	const (
-		interval = 200 * time.Millisecond
-		missed   = 3
+		interval = 250 * time.Millisecond
+		missed   = 4
 		slack    = 3 * time.Second
 	)
 	e := newEnv(t, serverOpts{})
