@@ -41,6 +41,30 @@ func PartialName(path string, size int64, mtime time.Time) string {
 	return Join(dir, prefix+name)
 }
 
+// partialTagLen is the length of the hex tag in a partial name.
+const partialTagLen = 16
+
+// PartialKey returns what the partial at p shares with every other partial
+// of the same upload: its directory, the prefix and the tag, which stands
+// for the file's path, size and mtime. A backend may keep an upload's bytes
+// under more than one name (a copy made on resume); each such name is the
+// key, a '.' and a part of its own, then the rest of PartialName's, so
+// that cleanup tells every partial of a planned upload from a stale one.
+// ok is false when p is no partial of an upload (or has no tag).
+func PartialKey(p string) (key string, ok bool) {
+	dir, name := Split(p)
+	n := len(PartialPrefix) + partialTagLen
+	if len(name) <= n || !strings.HasPrefix(name, PartialPrefix) || (name[n] != '-' && name[n] != '.') {
+		return "", false
+	}
+	for _, c := range []byte(name[len(PartialPrefix):n]) {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return "", false
+		}
+	}
+	return Join(dir, name[:n]), true
+}
+
 // IsPartialName reports whether the last element of p names a partial file.
 func IsPartialName(p string) bool {
 	_, name := Split(p)

@@ -77,6 +77,43 @@ func (s shortReaderAt) ReadAt(p []byte, off int64) (int, error) {
 	return bytes.NewReader(s.data[:s.n]).ReadAt(p, off)
 }
 
+func TestPartialKey(t *testing.T) {
+	mt := time.Unix(1700000000, 0)
+	p := PartialName("a/b/f.txt", 10, mt)
+	key, ok := PartialKey(p)
+	if !ok {
+		t.Fatalf("PartialKey(%q) found no key", p)
+	}
+	cases := []struct {
+		name, path string
+		want       string // "" for no key
+	}{
+		{"the partial itself", p, key},
+		{"a copy of it", key + ".deadbeef-f.txt", key},
+		{"at the root", PartialName("f", 1, mt), func() string { k, _ := PartialKey(PartialName("f", 1, mt)); return k }()},
+		{"another size", PartialName("a/b/f.txt", 11, mt), func() string { k, _ := PartialKey(PartialName("a/b/f.txt", 11, mt)); return k }()},
+		{"not a partial", "a/b/f.txt", ""},
+		{"a symlink's temporary name", "a/" + PartialPrefix + "link-00161ec9a35cfe7c", ""},
+		{"an aside name", "a/" + PartialPrefix + "aside-1732553123456789-f", ""},
+		{"a tag and nothing after", "a/" + PartialPrefix + "0123456789abcdef", ""},
+		{"upper-case tag", "a/" + PartialPrefix + "0123456789ABCDEF-f", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := PartialKey(tc.path)
+			if ok != (tc.want != "") || got != tc.want {
+				t.Errorf("PartialKey(%q) = %q, %v; want %q", tc.path, got, ok, tc.want)
+			}
+		})
+	}
+	if other, _ := PartialKey(PartialName("a/b/f.txt", 11, mt)); other == key {
+		t.Errorf("partials of two sizes share the key %q", key)
+	}
+	if dir, _ := Split(key); dir != "a/b" {
+		t.Errorf("key %q is not in the partial's directory", key)
+	}
+}
+
 func TestResumeOffset(t *testing.T) {
 	src := make([]byte, 1<<20)
 	for i := range src {

@@ -53,8 +53,8 @@ func ListTarget(ctx context.Context, b backends.Backend, f *Filter, log *slog.Lo
 }
 
 // StalePartials returns the partial files that no upload of p will resume:
-// their names do not match any planned upload's path, size and mtime (see
-// backends.PartialName). Remove them before p's deletes run, or a directory
+// their keys do not match any planned upload's path, size and mtime (see
+// backends.PartialKey). Remove them before p's deletes run, or a directory
 // holding one cannot be removed.
 func StalePartials(partials []backends.FileInfo, p Plan) []backends.FileInfo {
 	if len(partials) == 0 {
@@ -63,12 +63,15 @@ func StalePartials(partials []backends.FileInfo, p Plan) []backends.FileInfo {
 	live := make(map[string]struct{})
 	for _, op := range p.Ops {
 		if op.Kind == OpUpload {
-			live[backends.PartialName(op.Path, op.Src.Size, op.Src.ModTime)] = struct{}{}
+			if key, ok := backends.PartialKey(backends.PartialName(op.Path, op.Src.Size, op.Src.ModTime)); ok {
+				live[key] = struct{}{}
+			}
 		}
 	}
 	var stale []backends.FileInfo
 	for _, pf := range partials {
-		if _, ok := live[pf.Path]; !ok {
+		key, ok := backends.PartialKey(pf.Path)
+		if _, live := live[key]; !ok || !live {
 			stale = append(stale, pf)
 		}
 	}

@@ -244,9 +244,18 @@ func TestStalePartials(t *testing.T) {
 		{Kind: OpUpload, Path: "d/f", Src: backends.FileInfo{Path: "d/f", Size: 3, ModTime: mt}},
 		{Kind: OpDelete, Path: "gone"},
 	}}
-	stale := StalePartials([]backends.FileInfo{live, oldSize, orphan}, plan)
-	if len(stale) != 2 || stale[0] != oldSize || stale[1] != orphan {
-		t.Errorf("StalePartials = %v, want the one for an older size and the one with no upload", paths(stale))
+	// Copies a resume made: named by the key, a dot and a part of their own.
+	copyOf := func(p backends.FileInfo) backends.FileInfo {
+		key, ok := backends.PartialKey(p.Path)
+		if !ok {
+			t.Fatalf("no key in %s", p.Path)
+		}
+		return backends.FileInfo{Path: key + ".0a1b2c3d-f"}
+	}
+	liveCopy, oldCopy := copyOf(live), copyOf(oldSize)
+	stale := StalePartials([]backends.FileInfo{live, oldSize, orphan, liveCopy, oldCopy}, plan)
+	if len(stale) != 3 || stale[0] != oldSize || stale[1] != orphan || stale[2] != oldCopy {
+		t.Errorf("StalePartials = %v, want the one for an older size, the one with no upload and the copy of the older one", paths(stale))
 	}
 	if StalePartials(nil, plan) != nil {
 		t.Error("StalePartials(nil) is not nil")

@@ -97,10 +97,11 @@ func (u *upload) resumeByCopy() (*sftp.File, int64, error) {
 // at its partial name and the copies of it (see copyName).
 func (u *upload) partials() ([]partialInfo, error) {
 	dir, base := path.Split(u.partial)
-	key, ok := partialKey(base)
+	key, ok := backends.PartialKey(u.partial)
 	if !ok {
 		return nil, fmt.Errorf("partial name %s has no tag", base)
 	}
+	key = path.Base(key)
 	ents, err := u.c.sftp.ReadDir(path.Clean(dir))
 	if err != nil {
 		return nil, fmt.Errorf("list %s for partials: %w", dir, err)
@@ -270,28 +271,16 @@ func (u *upload) removeOn(c *conn, names []string) (left []string) {
 	return left
 }
 
-// tagLen is the length of the hex tag in a partial name (PartialName).
-const tagLen = 16
-
-// partialKey returns the part of a partial file's name that its copies
-// share: the prefix and the tag, which stands for the path, size and mtime.
-func partialKey(base string) (string, bool) {
-	n := len(backends.PartialPrefix) + tagLen
-	if len(base) <= n || !strings.HasPrefix(base, backends.PartialPrefix) || base[n] != '-' {
-		return "", false
-	}
-	return base[:n], true
-}
-
 // copyName returns a new name for a copy of partial: in its directory, with
 // its key, a random nonce, and the rest of its name, so that no other
 // attempt, this process's or an earlier one's, ever uses it.
 func copyName(partial string) (string, error) {
 	dir, base := path.Split(partial)
-	key, ok := partialKey(base)
-	if !ok {
+	key, ok := backends.PartialKey(partial)
+	if !ok || base[len(path.Base(key))] != '-' {
 		return "", fmt.Errorf("partial name %s has no tag", base)
 	}
+	key = path.Base(key)
 	var nonce [4]byte
 	rand.Read(nonce[:])
 	prefix := key + "." + hex.EncodeToString(nonce[:])

@@ -225,7 +225,7 @@ func TestCopyName(t *testing.T) {
 			if len(base) > backends.MaxNameLen || !utf8.ValidString(base) {
 				t.Errorf("name of %d bytes (valid UTF-8: %v)", len(base), utf8.ValidString(base))
 			}
-			key, ok := partialKey(wbase)
+			key, ok := backends.PartialKey(wbase)
 			if !ok || !strings.HasPrefix(base, key+".") {
 				t.Errorf("copy %s does not start with the partial's key %q and a dot", base, key)
 			}
