@@ -384,6 +384,18 @@ func (b *Backend) get(ctx context.Context) (*conn, error) {
 	return b.connAt(ctx, i)
 }
 
+// first returns the pool's first connection while it is live, for small
+// uploads: they cost the link little, and the fewer sessions carry them,
+// the more of their requests share each channel write (and each of the
+// server's wake-ups), which on a fast link is what bounds them. Otherwise
+// it is get.
+func (b *Backend) first(ctx context.Context) (*conn, error) {
+	if c := b.slots[0].peek(); c != nil && c.alive() {
+		return c, nil
+	}
+	return b.get(ctx)
+}
+
 // warm dials slot i in the background unless a dial of it is under way.
 // Close cancels it and waits for it.
 func (b *Backend) warm(i int) {

@@ -208,7 +208,8 @@ func TestUploadNotSplitOnShortRoundTrip(t *testing.T) {
 	cfg.Connections = 2
 	b := dial(t, cfg)
 	b.splitAt = 1 << 20
-	// Small uploads until both connections have seen a round trip.
+	// Uploads until both connections have seen a round trip: past one
+	// batch, since batched ones all go to the first connection.
 	measured := func() bool {
 		for i := range b.slots {
 			if c := b.slots[i].peek(); c == nil || c.rtt.Load() == 0 {
@@ -221,7 +222,7 @@ func TestUploadNotSplitOnShortRoundTrip(t *testing.T) {
 		if i == 200 {
 			t.Fatal("the second connection never carried an upload")
 		}
-		mustUpload(t, b, "small", newSource(100, uint64(i)))
+		mustUpload(t, b, "small", newSource(batchChunks*DefaultChunkSize+1, uint64(i)))
 		time.Sleep(time.Millisecond)
 	}
 	var before [2]int64

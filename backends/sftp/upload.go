@@ -49,7 +49,11 @@ func (b *Backend) Upload(ctx context.Context, p string, src backends.Source) (ba
 	if err := checkTime(src.ModTime()); err != nil {
 		return res, fmt.Errorf("upload %s: %w", p, err)
 	}
-	c, err := b.get(ctx)
+	get := b.get
+	if b.batchable(src.Size()) {
+		get = b.first
+	}
+	c, err := get(ctx)
 	if err != nil {
 		return res, fmt.Errorf("upload %s: %w", p, err)
 	}
@@ -93,8 +97,14 @@ func (u *upload) run(ctx context.Context, res *backends.UploadResult) error {
 		}
 	}
 	if c.raw != nil {
-		f, err := u.createRaw(ctx)
-		if err == nil {
+		var f *rawFile
+		var err error
+		if u.canSmall() {
+			var done error
+			if err, done = u.runSmall(ctx, res); err == nil {
+				return done
+			}
+		} else if f, err = u.createRaw(ctx); err == nil {
 			return u.runRaw(ctx, res, f)
 		}
 		if ctx.Err() != nil || !c.alive() {
