@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ferrysync/ferry/backends"
 	"github.com/pkg/sftp"
@@ -17,40 +18,43 @@ import (
 // statvfs rule: a server answers SSH_FX_FAILURE for many faults, a full
 // disk among them, so a generic failure may be called "no space" only when
 // statvfs@openssh.com confirms that the disk is (nearly) full. Each case
-// makes the server answer a generic failure to the upload on a disk with
-// room to spare (a read-only folder: the server sends EROFS as
-// SSH_FX_FAILURE, as OpenSSH does); the upload must fail, publish nothing,
-// and not claim a full disk.
+// makes the server answer a generic failure to the upload on a writable
+// disk with room to spare; the upload must fail, publish nothing, and not
+// claim a full disk.
 func TestGenericFailureWithSpaceIsNotNoSpace(t *testing.T) {
 	cases := []struct {
 		name string
-		path string
-		// fault breaks the server-side root before the upload.
-		fault func(t *testing.T, root string)
+		// fault breaks the upload of src to root/f before it starts; it
+		// returns a function that undoes it.
+		fault func(t *testing.T, root string, src *memSource) func()
 	}{
-		{"read-only folder (EROFS)", "ro/f", func(t *testing.T, root string) {
-			if os.Geteuid() != 0 {
-				t.Skip("a read-only bind mount needs root")
+		{"partial busy as a running program (ETXTBSY)", func(t *testing.T, root string, src *memSource) func() {
+			// A partial shorter than the source is resumed: opened for
+			// writing, which a file being executed refuses.
+			exe, err := os.ReadFile("/bin/sleep")
+			if err != nil || int64(len(exe)) >= src.Size() {
+				t.Skipf("no /bin/sleep smaller than the source to run as the partial (%v)", err)
 			}
-			dir := filepath.Join(root, "ro")
-			if err := os.Mkdir(dir, 0o755); err != nil {
+			part := filepath.Join(root, backends.PartialName("f", src.Size(), src.ModTime()))
+			if err := os.WriteFile(part, exe, 0o700); err != nil {
 				t.Fatal(err)
 			}
-			if out, err := exec.Command("mount", "--bind", dir, dir).CombinedOutput(); err != nil {
-				t.Skipf("bind mount: %v %s", err, out)
+			cmd := exec.Command(part, "30")
+			if err := cmd.Start(); err != nil {
+				t.Skipf("cannot run the partial: %v", err)
 			}
-			t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
-			if out, err := exec.Command("mount", "-o", "remount,bind,ro", dir).CombinedOutput(); err != nil {
-				t.Skipf("read-only remount: %v %s", err, out)
-			}
+			time.Sleep(100 * time.Millisecond)
+			return func() { cmd.Process.Kill(); cmd.Wait() }
 		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, serverOpts{})
-			tc.fault(t, e.root)
 			b := dial(t, e.config())
 			ctx := context.Background()
+			src := newSource(400<<10, 21)
+			undo := tc.fault(t, e.root, src)
+			defer undo()
 			free, err := b.FreeSpace(ctx, "")
 			if err != nil {
 				t.Fatalf("FreeSpace: %v (the in-process server answers statvfs)", err)
@@ -58,7 +62,7 @@ func TestGenericFailureWithSpaceIsNotNoSpace(t *testing.T) {
 			if need := int64(b.cfg.RequestsInFlight) * int64(b.cfg.ChunkSize); free < 4*need {
 				t.Skipf("only %d bytes free here: a generic failure could honestly be a full disk", free)
 			}
-			_, err = b.Upload(ctx, tc.path, newSource(200<<10, 21))
+			_, err = b.Upload(ctx, "f", src)
 			if err == nil {
 				t.Fatal("upload succeeded")
 			}
@@ -69,7 +73,7 @@ func TestGenericFailureWithSpaceIsNotNoSpace(t *testing.T) {
 			if errors.Is(err, backends.ErrNoSpace) || strings.Contains(err.Error(), "no space") {
 				t.Errorf("a generic failure with %d bytes free was called a full disk: %v", free, err)
 			}
-			if _, serr := os.Lstat(filepath.Join(e.root, tc.path)); serr == nil {
+			if _, serr := os.Lstat(filepath.Join(e.root, "f")); serr == nil {
 				t.Errorf("a file was published at the final name after a failed upload")
 			}
 			t.Logf("upload error: %v", err)
