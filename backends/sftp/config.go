@@ -21,6 +21,13 @@ import (
 type Verify string
 
 const (
+	// VerifyAuto, the default, compares a SHA-256 computed by the server
+	// for resumed uploads, when the account can run sha256sum, and checks
+	// the size of the others. A resume keeps a prefix an earlier attempt
+	// wrote, of which only the tail was compared with the source; an
+	// upload sent whole in one attempt has every byte checked by SSH on
+	// the way, and a hash of each would cost a command per file.
+	VerifyAuto Verify = "auto"
 	// VerifyNone checks the size only.
 	VerifyNone Verify = "none"
 	// VerifyHash compares a SHA-256 computed by the server (exec of
@@ -30,15 +37,19 @@ const (
 	VerifyReadBack Verify = "read-back"
 )
 
-// ParseVerify parses "none", "hash" or "read-back" ("" is none).
+// checksWhole reports whether v checks more than the size of an upload
+// sent whole in one attempt (auto checks resumed uploads only).
+func (v Verify) checksWhole() bool { return v == VerifyHash || v == VerifyReadBack }
+
+// ParseVerify parses "auto", "none", "hash" or "read-back" ("" is auto).
 func ParseVerify(s string) (Verify, error) {
 	switch v := Verify(s); v {
-	case "", VerifyNone:
-		return VerifyNone, nil
-	case VerifyHash, VerifyReadBack:
+	case "", VerifyAuto:
+		return VerifyAuto, nil
+	case VerifyNone, VerifyHash, VerifyReadBack:
 		return v, nil
 	}
-	return "", fmt.Errorf("unknown verify mode %q (want none, hash or read-back)", s)
+	return "", fmt.Errorf("unknown verify mode %q (want auto, none, hash or read-back)", s)
 }
 
 // Config describes one SFTP target. The zero value of every field but Host
@@ -105,8 +116,8 @@ type Config struct {
 	// Connections is the size of the connection pool (default 3). Files
 	// share connections; a large file is split over two of them.
 	Connections int
-	// Verify is the content check before publishing (default VerifyNone:
-	// size only).
+	// Verify is the content check before publishing (default VerifyAuto:
+	// a server-side hash of resumed uploads, the size of the others).
 	Verify Verify
 	// Logger receives connection events and the verification used; nil
 	// discards.
@@ -242,7 +253,7 @@ func (c Config) resolve() (*resolved, error) {
 		r.Connections = DefaultConnections
 	}
 	if r.Verify == "" {
-		r.Verify = VerifyNone
+		r.Verify = VerifyAuto
 	}
 	if _, err := ParseVerify(string(r.Verify)); err != nil {
 		return nil, fmt.Errorf("sftp: %w", err)

@@ -104,7 +104,7 @@ func (u *upload) runRaw(ctx context.Context, res *backends.UploadResult, f *rawF
 			return u.noSpace(err)
 		}
 	}
-	if b.cfg.Verify != VerifyNone || !rs.posixRename {
+	if b.cfg.Verify.checksWhole() || !rs.posixRename {
 		return u.step(ctx, func() error { return u.publish(ctx, res) })
 	}
 	ren := rs.rename(u.partial, u.final)

@@ -334,3 +334,64 @@ func TestResumeIgnoresLateRequestsOfEarlierAttempts(t *testing.T) {
 		t.Errorf("root holds %v, want f.bin alone (a partial left behind?)", names)
 	}
 }
+
+// TestAutoVerifyHashesResumedUploads: by default an upload sent whole is
+// checked by its size, a resumed one by the server's SHA-256 where the
+// account can run sha256sum, and by its size where it cannot (no read-back
+// of the whole file, which only --verify asks for).
+func TestAutoVerifyHashesResumedUploads(t *testing.T) {
+	cases := []struct {
+		name        string
+		start       func(t *testing.T) (Config, string)
+		wantResumed string
+	}{
+		{"OpenSSH hashes", func(t *testing.T) (Config, string) {
+			if testing.Short() {
+				t.Skip("starts sshd")
+			}
+			t.Setenv("SSH_AUTH_SOCK", "")
+			srv := sshd.Start(t, sshd.Options{})
+			return Config{
+				Host: "127.0.0.1", Port: srv.Port(), User: srv.User(), Root: srv.Root(),
+				IdentityFiles: []string{srv.ClientKeyPath()}, KnownHostsFile: srv.KnownHostsPath(),
+				SSHConfigFile: "none", Connections: 1,
+			}, srv.Root()
+		}, "sha256"},
+		{"in-process server hashes", func(t *testing.T) (Config, string) {
+			e := newEnv(t, serverOpts{})
+			return e.config(), e.root
+		}, "sha256"},
+		{"a server without commands checks the size", func(t *testing.T) (Config, string) {
+			e := newEnv(t, serverOpts{noExec: true})
+			return e.config(), e.root
+		}, "size"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, root := tc.start(t)
+			b := dial(t, cfg)
+			if b.cfg.Verify != VerifyAuto {
+				t.Fatalf("default verify is %q, want auto", b.cfg.Verify)
+			}
+			fresh := newSource(1<<20, 5)
+			if res := mustUpload(t, b, "fresh.bin", fresh); res.Verified != "size" {
+				t.Errorf("upload sent whole verified by %q, want size", res.Verified)
+			}
+			src := newSource(3<<20, 6)
+			partial := filepath.Join(root, backends.PartialName("resumed.bin", src.Size(), src.ModTime()))
+			if err := os.WriteFile(partial, src.data[:1<<20], 0o600); err != nil {
+				t.Fatal(err)
+			}
+			res := mustUpload(t, b, "resumed.bin", src)
+			if res.Resumed == 0 {
+				t.Fatal("the upload did not resume the partial")
+			}
+			if res.Verified != tc.wantResumed {
+				t.Errorf("resumed upload verified by %q, want %q", res.Verified, tc.wantResumed)
+			}
+			if got, err := os.ReadFile(filepath.Join(root, "resumed.bin")); err != nil || !bytes.Equal(got, src.data) {
+				t.Errorf("published file differs from the source (%v)", err)
+			}
+		})
+	}
+}

@@ -362,11 +362,19 @@ func (u *upload) publish(ctx context.Context, res *backends.UploadResult) error 
 	res.Verified = "size"
 	switch b.cfg.Verify {
 	case VerifyHash:
-		how, err := u.verifyHash(ctx)
+		how, err := u.verifyHash(ctx, true)
 		if err != nil {
 			return err
 		}
 		res.Verified = how
+	case VerifyAuto:
+		if res.Resumed > 0 {
+			how, err := u.verifyHash(ctx, false)
+			if err != nil {
+				return err
+			}
+			res.Verified = how
+		}
 	case VerifyReadBack:
 		if err := u.readBack(); err != nil {
 			return err
@@ -427,9 +435,15 @@ func (u *upload) mismatch(how string) error {
 	return fmt.Errorf("content of %s differs from the source after upload (%s); partial removed", u.p, how)
 }
 
-func (u *upload) verifyHash(ctx context.Context) (string, error) {
+// verifyHash compares the server's SHA-256 of the partial with the
+// source's. Where the server cannot hash, it reads the partial back if
+// readBack is set, or settles for the size already checked.
+func (u *upload) verifyHash(ctx context.Context, readBack bool) (string, error) {
 	remote, err := u.b.remoteHash(ctx, u.c, u.partial)
 	if backends.IsUnsupported(err) {
+		if !readBack {
+			return "size", nil
+		}
 		u.b.log.Debug("server cannot hash; verifying by read-back", "path", u.p)
 		return "read-back", u.readBack()
 	}

@@ -83,9 +83,10 @@ package config
 //	transfers: files in flight at once (default 4, at least 1)
 //	bwlimit:   rate limit for this target (default 0: unlimited)
 //	retries:   attempts per file, with exponential backoff (default 5, at least 1)
-//	verify:    none | hash (compare a hash after upload, server-side where the
-//	           target can) | read-back (read the file back and compare)
-//	           (default none)
+//	verify:    auto (sftp: a server-side hash of resumed uploads, the size
+//	           of the others) | none (size) | hash (compare a hash after
+//	           upload, server-side where the target can) | read-back (read
+//	           the file back and compare) (default auto)
 //
 //	local only:
 //	fsync: make data durable before the final rename (default true)
@@ -162,6 +163,7 @@ type Verify string
 
 // The verify settings.
 const (
+	VerifyAuto     Verify = "auto"
 	VerifyNone     Verify = "none"
 	VerifyHash     Verify = "hash"
 	VerifyReadBack Verify = "read-back"
@@ -303,7 +305,7 @@ func builtinTarget() Target {
 		Connections:        DefaultConnections,
 		Transfers:          DefaultTransfers,
 		Retries:            DefaultRetries,
-		Verify:             VerifyNone,
+		Verify:             VerifyAuto,
 		Fsync:              true,
 	}
 }

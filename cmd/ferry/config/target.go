@@ -45,7 +45,7 @@ func readSecret(d *decoder, n *yaml.Node, k string) (Secret, bool) { return d.se
 func readRate(d *decoder, n *yaml.Node, k string) (int64, bool)    { return d.rate(n, k) }
 func readName(d *decoder, n *yaml.Node, k string) (string, bool)   { return d.name(n, k) }
 func readVerify(d *decoder, n *yaml.Node, k string) (Verify, bool) {
-	v, ok := d.enum(n, k, "none", "hash", "read-back")
+	v, ok := d.enum(n, k, "auto", "none", "hash", "read-back")
 	return Verify(v), ok
 }
 func readType(d *decoder, n *yaml.Node, k string) (Type, bool) {
