@@ -75,7 +75,7 @@ var errSmallStopped = errors.New("upload stopped")
 // verification beyond the size.
 func (u *upload) canSmall() bool {
 	rs := u.c.raw
-	return rs != nil && rs.posixRename && u.b.cfg.Verify == VerifyNone && u.b.batchable(u.src.Size())
+	return rs != nil && rs.posixRename && !u.b.cfg.Verify.checksWhole() && u.b.batchable(u.src.Size())
 }
 
 // batchable reports whether a file of size is sent as one batch of writes.
