@@ -20,14 +20,7 @@ import (
 // with a no-space error, not be retried, and the files elsewhere must be
 // synced. statvfs@openssh.com gives the free inodes (f_favail) beside the
 // free bytes.
-//
-// Known bug, backends/sftp: noSpace (upload.go) looks at the free bytes
-// only, so these files are retried (4 attempts each) and reported as
-// "Failure". Skipped unless FERRY_TEST_KNOWN_BUGS=1.
 func TestSFTPTargetOutOfInodes(t *testing.T) {
-	if os.Getenv("FERRY_TEST_KNOWN_BUGS") != "1" {
-		t.Skip("known bug, backends/sftp: a target out of inodes is retried and reported as a bare \"Failure\"; set FERRY_TEST_KNOWN_BUGS=1 to run")
-	}
 	requireRoot(t)
 	r := newSFTPRig(t, sshd.Options{}, treecheck.Spec{})
 	files := map[string]int{"top.txt": 1000, "free/a.txt": 2000}

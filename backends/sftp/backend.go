@@ -160,8 +160,8 @@ func (b *Backend) do(ctx context.Context, op, p string, fn func(c *conn) error) 
 			return fmt.Errorf("%s %s: %w", op, p, err)
 		}
 		err = classify(c, op, p, callCtx(ctx, func() error { return fn(c) }))
-		if rerr := readOnly(c, b.full(p), err); rerr != nil {
-			err = rerr
+		if cause := failureCause(c, b.full(p), err, 1); cause != nil {
+			err = cause
 		}
 		if err == nil || attempt > 0 || notIdempotent[op] || c.alive() || ctx.Err() != nil ||
 			!errors.Is(err, backends.ErrUnreachable) {

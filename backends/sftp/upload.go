@@ -490,15 +490,9 @@ func (u *upload) noSpace(err error) error {
 	if !isFailure(err) || !u.c.alive() {
 		return err
 	}
-	if rerr := readOnly(u.c, path.Dir(u.partial), err); rerr != nil {
-		return rerr
-	}
-	free, ferr := u.b.freeSpace(u.c, path.Dir(u.partial))
-	if ferr != nil {
-		return err
-	}
-	if need := int64(u.b.cfg.RequestsInFlight) * int64(u.b.cfg.ChunkSize); free < need {
-		return fmt.Errorf("%w (%d bytes free): %w", backends.ErrNoSpace, free, err)
+	need := int64(u.b.cfg.RequestsInFlight) * int64(u.b.cfg.ChunkSize)
+	if cause := failureCause(u.c, path.Dir(u.partial), err, need); cause != nil {
+		return cause
 	}
 	return err
 }
