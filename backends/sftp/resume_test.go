@@ -15,7 +15,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/ferrysync/ferry/backends"
-	"github.com/ferrysync/ferry/integration/sshd"
 )
 
 // lockedLog collects log output of concurrent goroutines.
@@ -45,6 +44,13 @@ func resumeSize() int {
 	return 6 << 20
 }
 
+// openSSHOne is openSSH with a pool of one connection.
+func openSSHOne(t *testing.T) (Config, string) {
+	cfg, _, root := openSSH(t)
+	cfg.Connections = 1
+	return cfg, root
+}
+
 // TestResumeLeavesHeldPartialBehind resumes a partial that another handle
 // (standing in for an abandoned session's) holds open for writing. Where
 // the server offers copy-data, the published file must be another inode
@@ -54,18 +60,6 @@ func resumeSize() int {
 // OpenSSH with the extension ignored), the upload resumes in place, which
 // the same stale write visibly changes, so the test can tell the two apart.
 func TestResumeLeavesHeldPartialBehind(t *testing.T) {
-	openssh := func(t *testing.T) (Config, string) {
-		if testing.Short() {
-			t.Skip("starts sshd")
-		}
-		t.Setenv("SSH_AUTH_SOCK", "")
-		srv := sshd.Start(t, sshd.Options{})
-		return Config{
-			Host: "127.0.0.1", Port: srv.Port(), User: srv.User(), Root: srv.Root(),
-			IdentityFiles: []string{srv.ClientKeyPath()}, KnownHostsFile: srv.KnownHostsPath(),
-			SSHConfigFile: "none", Connections: 1,
-		}, srv.Root()
-	}
 	cases := []struct {
 		name     string
 		start    func(t *testing.T) (Config, string)
@@ -76,8 +70,8 @@ func TestResumeLeavesHeldPartialBehind(t *testing.T) {
 			e := newEnv(t, serverOpts{})
 			return e.config(), e.root
 		}, false, false},
-		{"OpenSSH copies the prefix into a new partial", openssh, false, true},
-		{"OpenSSH without copy-data resumes in place", openssh, true, false},
+		{"OpenSSH copies the prefix into a new partial", openSSHOne, false, true},
+		{"OpenSSH without copy-data resumes in place", openSSHOne, true, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -261,17 +255,8 @@ func (s *lateSource) ReadAt(p []byte, off int64) (int, error) {
 // a truncate of the partial's name. The file published must be the
 // source's all the same, and no partial may be left.
 func TestResumeIgnoresLateRequestsOfEarlierAttempts(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts sshd")
-	}
-	t.Setenv("SSH_AUTH_SOCK", "")
-	srv := sshd.Start(t, sshd.Options{})
-	root := srv.Root()
-	b := dial(t, Config{
-		Host: "127.0.0.1", Port: srv.Port(), User: srv.User(), Root: root,
-		IdentityFiles: []string{srv.ClientKeyPath()}, KnownHostsFile: srv.KnownHostsPath(),
-		SSHConfigFile: "none", Connections: 1,
-	})
+	cfg, root := openSSHOne(t)
+	b := dial(t, cfg)
 	if rs := b.slots[0].peek().raw; rs == nil || !rs.copyData {
 		t.Fatal("sshd offers no copy-data: the resume this test is about does not run")
 	}
@@ -345,18 +330,7 @@ func TestAutoVerifyHashesResumedUploads(t *testing.T) {
 		start       func(t *testing.T) (Config, string)
 		wantResumed string
 	}{
-		{"OpenSSH hashes", func(t *testing.T) (Config, string) {
-			if testing.Short() {
-				t.Skip("starts sshd")
-			}
-			t.Setenv("SSH_AUTH_SOCK", "")
-			srv := sshd.Start(t, sshd.Options{})
-			return Config{
-				Host: "127.0.0.1", Port: srv.Port(), User: srv.User(), Root: srv.Root(),
-				IdentityFiles: []string{srv.ClientKeyPath()}, KnownHostsFile: srv.KnownHostsPath(),
-				SSHConfigFile: "none", Connections: 1,
-			}, srv.Root()
-		}, "sha256"},
+		{"OpenSSH hashes", openSSHOne, "sha256"},
 		{"in-process server hashes", func(t *testing.T) (Config, string) {
 			e := newEnv(t, serverOpts{})
 			return e.config(), e.root
