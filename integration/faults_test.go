@@ -240,6 +240,50 @@ func TestLocalTargetDiskFull(t *testing.T) {
 	checkSubset(t, want, filepath.Join(small, "dst"), localSyncChecks, func(p string) bool { return !failed[p] })
 }
 
+// TestSFTPTargetDiskFull fills a 2 MiB tmpfs mounted in the target folder on
+// the server's side of a real OpenSSH sshd. OpenSSH answers the write that
+// hits the full disk with a generic SSH_FX_FAILURE, so only a statvfs
+// check can tell it from a passing fault: the file that does not fit must
+// fail once with a no-space error (permanent, none of the retries used),
+// leave no partial, and every file outside the small disk must be synced.
+func TestSFTPTargetDiskFull(t *testing.T) {
+	files := map[string]int{"small/big.bin": 6 << 20, "top.txt": 1000}
+	for i := range 10 {
+		files[fmt.Sprintf("free/f%02d.txt", i)] = 8 << 10
+	}
+	r, res := syncSFTPIntoFault(t, files, "small", func(t *testing.T, dir string) { mountTmpfs(t, dir, "2m") })
+	// The small folder's own mode and mtime may fail with it; nothing else.
+	failed := checkGaveUp(t, res, []string{"small/big.bin"}, func(p string) bool { return p == "small" }, "no space")
+	t.Logf("failed: %v; exit %d after %v", failed, res.ExitCode, res.Duration.Round(time.Millisecond))
+	checkSubset(t, r.srcTree, r.dst, sftpSyncChecks, func(p string) bool { return !strings.HasPrefix(p, "small") })
+	// The server's statvfs answer, not a guess from the message, made the
+	// call: OpenSSH's status message for a failed write is "Failure".
+	if !strings.Contains(res.Stderr, "bytes free") {
+		t.Errorf("the no-space error does not give the free space statvfs reported:\n%s", firstLines(res.Stderr, "big.bin", 5))
+	}
+}
+
+// TestSFTPTargetOutOfInodes fills the inodes, not the bytes, of a tmpfs
+// mounted in the target folder of the real sshd (nr_inodes=5, 20 MiB). The
+// kernel answers ENOSPC, "No space left on device", and OpenSSH sends it as
+// a bare SSH_FX_FAILURE: the files that cannot be created must fail once
+// with a no-space error, not be retried, and the files elsewhere must be
+// synced. statvfs@openssh.com gives the free inodes (f_favail) beside the
+// free bytes.
+func TestSFTPTargetOutOfInodes(t *testing.T) {
+	files := map[string]int{"top.txt": 1000, "free/a.txt": 2000}
+	for i := range 10 {
+		files[fmt.Sprintf("small/f%02d.txt", i)] = 1000
+	}
+	r, res := syncSFTPIntoFault(t, files, "small", func(t *testing.T, dir string) { mountTmpfs(t, dir, "20m,nr_inodes=5") })
+	// Which files got the few inodes depends on the order of the uploads.
+	failed := checkGaveUp(t, res, nil, func(p string) bool { return strings.HasPrefix(p, "small") }, "no space")
+	if len(failed) == 0 {
+		t.Fatalf("no file failed: the inodes did not run out\n%s", res)
+	}
+	checkSubset(t, r.srcTree, r.dst, sftpSyncChecks, func(p string) bool { return !failed[p] && p != "small" })
+}
+
 // TestLocalTargetReadOnlyDir syncs into a target where one folder is a
 // read-only mount: its files fail at once with a permission error, the rest
 // of the target is written.
@@ -247,10 +291,7 @@ func TestLocalTargetReadOnlyDir(t *testing.T) {
 	ferrybin.Path(t)
 	tmp := t.TempDir()
 	src, dst := filepath.Join(tmp, "src"), filepath.Join(tmp, "dst")
-	writeFiles(t, src, map[string]int{
-		"top.txt": 1000, "free/a.txt": 3000, "free/b.bin": 3 << 20,
-		"locked/x.txt": 2000, "locked/y.bin": 2 << 20,
-	})
+	writeFiles(t, src, lockedFiles())
 	want, err := treecheck.Scan(src, false)
 	if err != nil {
 		t.Fatal(err)
@@ -260,13 +301,7 @@ func TestLocalTargetReadOnlyDir(t *testing.T) {
 	}
 	readOnlyBind(t, filepath.Join(dst, "locked"))
 	res := ferrybin.Run(t, 2*time.Minute, "-v", "sync", "--retries", fmt.Sprint(faultRetries), src, dst)
-	broken := []string{"locked/x.txt", "locked/y.bin"}
-	if containsPath(failedPaths(res.Stderr), "locked") {
-		// Setting the folder's own mode or mtime fails the same way.
-		broken = append(broken, "locked")
-	}
-	checkGaveUp(t, res, broken, nil, "read-only")
-	checkSubset(t, want, dst, localSyncChecks, func(p string) bool { return !strings.HasPrefix(p, "locked") })
+	checkLockedGaveUp(t, res, want, dst, localSyncChecks, "read-only")
 }
 
 // TestSFTPPermissionDeniedFolder syncs over SFTP into a target where the
@@ -274,23 +309,60 @@ func TestLocalTargetReadOnlyDir(t *testing.T) {
 // ignores modes). Its files fail at once with a permission error; the rest
 // is synced.
 func TestSFTPPermissionDeniedFolder(t *testing.T) {
+	r, res := syncSFTPIntoFault(t, lockedFiles(), "locked", immutable)
+	checkLockedGaveUp(t, res, r.srcTree, r.dst, sftpSyncChecks, "permission")
+}
+
+// TestSFTPReadOnlyFolder syncs over the real sshd into a target where one
+// folder is a read-only mount on the server's side. OpenSSH answers the
+// writes there with a bare SSH_FX_FAILURE ("Failure"); each file in it must
+// still end as one clear per-file error, given up on without using the
+// retries, with no partial left, while the rest of the target is synced.
+// statvfs@openssh.com's read-only flag (SSH_FXE_STATVFS_ST_RDONLY) is what
+// tells it from a passing fault.
+func TestSFTPReadOnlyFolder(t *testing.T) {
+	r, res := syncSFTPIntoFault(t, lockedFiles(), "locked", readOnlyBind)
+	checkLockedGaveUp(t, res, r.srcTree, r.dst, sftpSyncChecks, "read-only")
+}
+
+// syncSFTPIntoFault writes files to a new rig's source, makes the folder
+// dir in its target and breaks it with fault on the server's side, then
+// runs `ferry -v sync` over the real sshd with faultRetries retries. The
+// faults are mounts and attributes, so it skips the test unless root.
+func syncSFTPIntoFault(t *testing.T, files map[string]int, dir string, fault func(t *testing.T, dir string)) (*sftpRig, ferrybin.Result) {
+	t.Helper()
 	requireRoot(t)
 	r := newSFTPRig(t, sshd.Options{}, treecheck.Spec{})
-	writeFiles(t, r.src, map[string]int{
-		"top.txt": 1000, "free/a.txt": 3000, "free/b.bin": 3 << 20,
-		"locked/x.txt": 2000, "locked/y.bin": 2 << 20,
-	})
+	writeFiles(t, r.src, files)
 	r.rescan(t)
-	locked := filepath.Join(r.dst, "locked")
-	if err := os.MkdirAll(locked, 0o755); err != nil {
+	broken := filepath.Join(r.dst, filepath.FromSlash(dir))
+	if err := os.MkdirAll(broken, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	immutable(t, locked)
+	fault(t, broken)
 	res := ferrybin.Run(t, 2*time.Minute, append([]string{"-v"}, r.syncArgs(r.knownHosts, "--retries", fmt.Sprint(faultRetries))...)...)
+	return r, res
+}
+
+// lockedFiles is the source of the tests that break the target folder
+// "locked": two files in it, three elsewhere.
+func lockedFiles() map[string]int {
+	return map[string]int{
+		"top.txt": 1000, "free/a.txt": 3000, "free/b.bin": 3 << 20,
+		"locked/x.txt": 2000, "locked/y.bin": 2 << 20,
+	}
+}
+
+// checkLockedGaveUp checks, for a run over lockedFiles, that both files in
+// "locked" were given up on at once with an error that says says, and that
+// every other entry of want reached dst whole.
+func checkLockedGaveUp(t *testing.T, res ferrybin.Result, want treecheck.Tree, dst string, opts treecheck.Options, says string) {
+	t.Helper()
 	broken := []string{"locked/x.txt", "locked/y.bin"}
 	if containsPath(failedPaths(res.Stderr), "locked") {
+		// Setting the folder's own mode or mtime fails the same way.
 		broken = append(broken, "locked")
 	}
-	checkGaveUp(t, res, broken, nil, "permission")
-	checkSubset(t, r.srcTree, r.dst, sftpSyncChecks, func(p string) bool { return !strings.HasPrefix(p, "locked") })
+	checkGaveUp(t, res, broken, nil, says)
+	checkSubset(t, want, dst, opts, func(p string) bool { return !strings.HasPrefix(p, "locked") })
 }
