@@ -109,33 +109,81 @@ func (w *publishWatch) finish() (seen map[string]bool, torn []string) {
 // end it holds the new one, or nothing when the file vanished, and no
 // partial is left.
 func TestSourceChangesDuringUpload(t *testing.T) {
-	const size = 12 << 20
 	const rate = "6M" // about two seconds for the file
-	old := pattern(size, 1)
+	old := pattern(12<<20, 1)
+	changes := sourceChanges(old)
 	cases := []struct {
 		name   string
 		sftp   bool
-		change func(t *testing.T, p string) []byte // returns the new content, nil if gone
+		change string // a key of changes
 	}{
-		{"grows", false, func(t *testing.T, p string) []byte {
+		{"grows", false, "grows"},
+		{"shrinks", false, "shrinks"},
+		{"changes in place", false, "changes in place"},
+		{"changes behind the upload", false, "changes behind the upload"},
+		{"replaced by rename", false, "replaced by rename"},
+		{"vanishes", false, "vanishes"},
+		{"grows over sftp", true, "grows"},
+		{"changes in place over sftp", true, "changes in place"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.sftp {
+				r := newSFTPRig(t, sshd.Options{}, treecheck.Spec{})
+				checkSourceChange(t, r.src, r.dst, append([]string{"-v"}, r.syncArgs(r.knownHosts, "--bwlimit", rate)...), old, changes[tc.change])
+				return
+			}
+			ferrybin.Path(t)
+			tmp := t.TempDir()
+			src, dst := filepath.Join(tmp, "src"), filepath.Join(tmp, "dst")
+			checkSourceChange(t, src, dst, []string{"-v", "sync", "--bwlimit", rate, src, dst}, old, changes[tc.change])
+		})
+	}
+}
+
+// TestSourceChangesDuringSFTPUpload runs the changes that
+// TestSourceChangesDuringUpload makes to local targets only over the real
+// sshd, whose upload path (pipelined writes, a partial on the server) is
+// another one: a file that shrinks, vanishes or is replaced by a rename
+// while it is uploaded. The final name may only ever hold a complete
+// version; at the end it holds the new one, or nothing for a vanished
+// file, and no partial is left on the server.
+func TestSourceChangesDuringSFTPUpload(t *testing.T) {
+	old := pattern(12<<20, 1)
+	changes := sourceChanges(old)
+	for _, name := range []string{"shrinks", "vanishes", "replaced by rename", "changes behind the upload"} {
+		t.Run(name, func(t *testing.T) {
+			r := newSFTPRig(t, sshd.Options{}, treecheck.Spec{})
+			checkSourceChange(t, r.src, r.dst, append([]string{"-v"}, r.syncArgs(r.knownHosts, "--bwlimit", "6M")...), old, changes[name])
+		})
+	}
+}
+
+// sourceChanges returns, by name, the ways the tests above change the file
+// p, which held old, under a running upload; each returns the new content,
+// nil if the file is gone.
+func sourceChanges(old []byte) map[string]func(t *testing.T, p string) []byte {
+	size := len(old)
+	return map[string]func(t *testing.T, p string) []byte{
+		"grows": func(t *testing.T, p string) []byte {
 			extra := pattern(1<<20, 9)
 			appendFile(t, p, extra)
 			return append(bytes.Clone(old), extra...)
-		}},
-		{"shrinks", false, func(t *testing.T, p string) []byte {
-			if err := os.Truncate(p, size/3); err != nil {
+		},
+		"shrinks": func(t *testing.T, p string) []byte {
+			if err := os.Truncate(p, int64(size/3)); err != nil {
 				t.Fatal(err)
 			}
 			return old[:size/3]
-		}},
-		{"changes in place", false, func(t *testing.T, p string) []byte {
+		},
+		"changes in place": func(t *testing.T, p string) []byte {
 			return overwriteAt(t, p, size/2, pattern(4096, 7), old)
-		}},
-		{"changes behind the upload", false, func(t *testing.T, p string) []byte {
+		},
+		"changes behind the upload": func(t *testing.T, p string) []byte {
 			// Bytes already sent change: only the mtime can tell.
 			return overwriteAt(t, p, 0, pattern(4096, 5), old)
-		}},
-		{"replaced by rename", false, func(t *testing.T, p string) []byte {
+		},
+		"replaced by rename": func(t *testing.T, p string) []byte {
 			n := pattern(size, 3)
 			tmp := p + ".new"
 			if err := os.WriteFile(tmp, n, 0o644); err != nil {
@@ -145,95 +193,82 @@ func TestSourceChangesDuringUpload(t *testing.T) {
 				t.Fatal(err)
 			}
 			return n
-		}},
-		{"vanishes", false, func(t *testing.T, p string) []byte {
+		},
+		"vanishes": func(t *testing.T, p string) []byte {
 			if err := os.Remove(p); err != nil {
 				t.Fatal(err)
 			}
 			return nil
-		}},
-		{"grows over sftp", true, func(t *testing.T, p string) []byte {
-			extra := pattern(1<<20, 9)
-			appendFile(t, p, extra)
-			return append(bytes.Clone(old), extra...)
-		}},
-		{"changes in place over sftp", true, func(t *testing.T, p string) []byte {
-			return overwriteAt(t, p, size/2, pattern(4096, 7), old)
-		}},
+		},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			var src, dst string
-			var args []string
-			if tc.sftp {
-				r := newSFTPRig(t, sshd.Options{}, treecheck.Spec{})
-				src, dst = r.src, r.dst
-				args = append([]string{"-v"}, r.syncArgs(r.knownHosts, "--bwlimit", rate)...)
-			} else {
-				ferrybin.Path(t)
-				tmp := t.TempDir()
-				src, dst = filepath.Join(tmp, "src"), filepath.Join(tmp, "dst")
-				args = []string{"-v", "sync", "--bwlimit", rate, src, dst}
-			}
-			if err := os.MkdirAll(src, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			writeFiles(t, src, map[string]int{"small.txt": 100})
-			p := filepath.Join(src, "big.bin")
-			if err := os.WriteFile(p, old, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			past := time.Now().Add(-time.Hour)
-			if err := os.Chtimes(p, past, past); err != nil {
-				t.Fatal(err)
-			}
-			final := filepath.Join(dst, "big.bin")
-			var newData []byte
-			versions := map[string][]byte{"old": old}
-			w := watchPublished(final, versions)
-			proc := ferrybin.Start(t, args...)
-			// Change the file once part of it has gone out.
-			awaitPartial(t, proc, dst, "big.bin", 1<<20)
-			newData = tc.change(t, p)
-			if newData != nil {
-				w.mu.Lock()
-				w.allowed[sha256.Sum256(newData)] = "new"
-				w.mu.Unlock()
-			}
-			res := proc.Wait()
-			seen, torn := w.finish()
-			if len(torn) > 0 {
-				t.Fatalf("a torn file was published at %s while the source changed: %q\n%s", final, torn, res)
-			}
-			if res.ExitCode != ferrybin.ExitOK {
-				t.Fatalf("exit %d, want 0 (a changed file is sent again, a vanished one reported): %s", res.ExitCode, res)
-			}
-			got, err := os.ReadFile(final)
-			switch {
-			case newData == nil:
-				if err == nil {
-					t.Errorf("the vanished file was published (%d bytes)", len(got))
-				}
-				if !strings.Contains(res.Stderr, "vanished") {
-					t.Errorf("the vanished file is not reported:\n%s", res.Stderr)
-				}
-			case err != nil:
-				t.Fatalf("the changed file is not on the target: %v\n%s", err, res)
-			case !bytes.Equal(got, newData):
-				t.Fatalf("target holds %d bytes, not the new %d-byte version (old version: %v)", len(got), len(newData), bytes.Equal(got, old))
-			case !strings.Contains(res.Stderr, "source changed during upload"):
-				t.Errorf("no \"source changed during upload\" in the log: the change was not seen\n%s", res.Stderr)
-			}
-			parts, err := treecheck.Partials(dst)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(parts) > 0 {
-				t.Errorf("partial files left: %q", parts)
-			}
-			t.Logf("exit %d after %v; versions seen at the final name: %v", res.ExitCode, res.Duration.Round(time.Millisecond), seen)
-		})
+}
+
+// checkSourceChange writes a small file and old, an hour old, as big.bin
+// to src, starts ferry with args, lets change alter big.bin once a MiB of
+// it has reached dst, and checks that big.bin's final name only ever held
+// a whole version, that ferry exited 0 leaving the new content (or, for a
+// vanished file, nothing and a report) and saying it saw the change, and
+// that no partial is left.
+func checkSourceChange(t *testing.T, src, dst string, args []string, old []byte, change func(t *testing.T, p string) []byte) {
+	t.Helper()
+	if change == nil {
+		t.Fatal("no such source change")
 	}
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFiles(t, src, map[string]int{"small.txt": 100})
+	p := filepath.Join(src, "big.bin")
+	if err := os.WriteFile(p, old, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	past := time.Now().Add(-time.Hour)
+	if err := os.Chtimes(p, past, past); err != nil {
+		t.Fatal(err)
+	}
+	final := filepath.Join(dst, "big.bin")
+	w := watchPublished(final, map[string][]byte{"old": old})
+	proc := ferrybin.Start(t, args...)
+	// Change the file once part of it has gone out.
+	awaitPartial(t, proc, dst, "big.bin", 1<<20)
+	newData := change(t, p)
+	if newData != nil {
+		w.mu.Lock()
+		w.allowed[sha256.Sum256(newData)] = "new"
+		w.mu.Unlock()
+	}
+	res := proc.Wait()
+	seen, torn := w.finish()
+	if len(torn) > 0 {
+		t.Fatalf("a torn file was published at %s while the source changed: %q\n%s", final, torn, res)
+	}
+	if res.ExitCode != ferrybin.ExitOK {
+		t.Fatalf("exit %d, want 0 (a changed file is sent again, a vanished one reported): %s", res.ExitCode, res)
+	}
+	got, err := os.ReadFile(final)
+	switch {
+	case newData == nil:
+		if err == nil {
+			t.Errorf("the vanished file was published (%d bytes)", len(got))
+		}
+		if !strings.Contains(res.Stderr, "vanished") {
+			t.Errorf("the vanished file is not reported:\n%s", res.Stderr)
+		}
+	case err != nil:
+		t.Fatalf("the changed file is not on the target: %v\n%s", err, res)
+	case !bytes.Equal(got, newData):
+		t.Fatalf("target holds %d bytes, not the new %d-byte version (old version: %v)", len(got), len(newData), bytes.Equal(got, old))
+	case !strings.Contains(res.Stderr, "source changed during upload"):
+		t.Errorf("no \"source changed during upload\" in the log: the change was not seen\n%s", firstLines(res.Stderr, "big.bin", 10))
+	}
+	parts, err := treecheck.Partials(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(parts) > 0 {
+		t.Errorf("partial files left in %s: %q", dst, parts)
+	}
+	t.Logf("exit %d after %v; versions seen at the final name: %v", res.ExitCode, res.Duration.Round(time.Millisecond), seen)
 }
 
 func appendFile(t *testing.T, p string, data []byte) {
