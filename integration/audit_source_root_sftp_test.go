@@ -22,18 +22,10 @@ func TestSourceRootGoneSFTP(t *testing.T) {
 		state bool
 		gone  func(t *testing.T, src string)
 	}{
-		{"deleted", false, func(t *testing.T, src string) {
-			if err := os.RemoveAll(src); err != nil {
-				t.Fatal(err)
-			}
-		}},
+		{"deleted", false, removeSource},
 		{"emptied", false, emptySource},
 		{"emptied, with state", true, emptySource},
-		{"deleted, with state", true, func(t *testing.T, src string) {
-			if err := os.RemoveAll(src); err != nil {
-				t.Fatal(err)
-			}
-		}},
+		{"deleted, with state", true, removeSource},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -63,9 +55,7 @@ func TestSourceRootGoneSFTP(t *testing.T) {
 // emptySource leaves src an empty folder.
 func emptySource(t *testing.T, src string) {
 	t.Helper()
-	if err := os.RemoveAll(src); err != nil {
-		t.Fatal(err)
-	}
+	removeSource(t, src)
 	if err := os.Mkdir(src, 0o755); err != nil {
 		t.Fatal(err)
 	}

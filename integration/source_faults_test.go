@@ -424,18 +424,10 @@ func TestSourceRootGone(t *testing.T) {
 		wantExit int
 		gone     func(t *testing.T, src string)
 	}{
-		{"deleted before the run", false, false, ferrybin.ExitUsage, func(t *testing.T, src string) {
-			if err := os.RemoveAll(src); err != nil {
-				t.Fatal(err)
-			}
-		}},
+		{"deleted before the run", false, false, ferrybin.ExitUsage, removeSource},
 		{"unmounted before the run", true, false, ferrybin.ExitFailed, func(t *testing.T, src string) { sh(t, "umount", src) }},
 		{"unmounted mid run", true, true, ferrybin.ExitFailed, func(t *testing.T, src string) { sh(t, "umount", "-l", src) }},
-		{"deleted mid run", false, true, ferrybin.ExitUsage, func(t *testing.T, src string) {
-			if err := os.RemoveAll(src); err != nil {
-				t.Fatal(err)
-			}
-		}},
+		{"deleted mid run", false, true, ferrybin.ExitUsage, removeSource},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -541,6 +533,14 @@ func TestSourceRootGone(t *testing.T) {
 				t.Errorf("exit %d, want %d (the source went away): %s", res.ExitCode, want, res)
 			}
 		})
+	}
+}
+
+// removeSource deletes the source folder src.
+func removeSource(t *testing.T, src string) {
+	t.Helper()
+	if err := os.RemoveAll(src); err != nil {
+		t.Fatal(err)
 	}
 }
 
