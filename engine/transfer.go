@@ -29,6 +29,14 @@ const (
 	DefaultBreakAfter           = 3
 )
 
+// smallFileConcurrencer is a target that names its own default for
+// ExecOptions.SmallFileConcurrency: one that carries many small files over
+// one link at little cost each (SFTP, whose requests of many files share
+// each write) gains from more of them in flight than a local disk does.
+type smallFileConcurrencer interface {
+	SmallFileConcurrency() int
+}
+
 // ExecOptions tunes Execute. The zero value gives the defaults above.
 type ExecOptions struct {
 	// Transfers bounds the uploads of files larger than SmallFileSize in
@@ -36,7 +44,9 @@ type ExecOptions struct {
 	Transfers int
 	// SmallFileConcurrency bounds the uploads of small files, and every
 	// other operation (mkdir, delete, mtime fixes), in flight at once; these
-	// are limited by round trips, not bandwidth, so more of them pay.
+	// are limited by round trips, not bandwidth, so more of them pay. 0
+	// means the target's own default where it names one, else
+	// DefaultSmallFileConcurrency.
 	SmallFileConcurrency int
 	// SmallFileSize is the largest size counted as a small file.
 	SmallFileSize int64
@@ -185,6 +195,11 @@ func (r *Report) Failed() bool {
 // Err is set. A target that stays unreachable stops the run the same way
 // (ExecOptions.BreakAfter), with Err wrapping backends.ErrUnreachable. Execute never returns a nil-valued report; failures are in it.
 func Execute(ctx context.Context, plan Plan, srcRoot string, target backends.Backend, opts ExecOptions) Report {
+	if opts.SmallFileConcurrency <= 0 {
+		if h, ok := backends.As[smallFileConcurrencer](target); ok {
+			opts.SmallFileConcurrency = h.SmallFileConcurrency()
+		}
+	}
 	opts = opts.withDefaults()
 	start := time.Now()
 	ctx, abort := context.WithCancelCause(ctx)

@@ -36,6 +36,8 @@ type Backend struct {
 	warmCancel context.CancelFunc
 	warmWG     sync.WaitGroup
 
+	bulk chan struct{} // uploads past one batch in flight (see SmallFileConcurrency)
+
 	splitAt  int64         // uploads with this much left to send use two connections
 	splitRTT time.Duration // ... when the connection's round trip is at least this
 
@@ -65,7 +67,8 @@ func Dial(ctx context.Context, cfg Config) (*Backend, error) {
 		return nil, fmt.Errorf("sftp %s: %w", r.addr, err)
 	}
 	b := &Backend{cfg: r, hk: hk, keys: k, log: r.Logger, root: path.Clean(r.Root),
-		slots: make([]slot, r.Connections), splitAt: splitThreshold, splitRTT: splitRoundTrip}
+		slots: make([]slot, r.Connections), bulk: make(chan struct{}, maxBulkUploads),
+		splitAt: splitThreshold, splitRTT: splitRoundTrip}
 	b.warmCtx, b.warmCancel = context.WithCancel(context.Background())
 	c, err := b.connAt(ctx, 0)
 	if err != nil {
@@ -88,6 +91,25 @@ func Dial(ctx context.Context, cfg Config) (*Backend, error) {
 	}
 	return b, nil
 }
+
+// smallFileConcurrency is SmallFileConcurrency's answer, and
+// maxBulkUploads how many of those may be uploads past one batch: the
+// engine's default for every target (32), which bounds what they queue.
+// On loopback, 10,000 files of 4 KiB with 32, 64 and 128 in flight took
+// 1.94, 1.79 and 1.64 s of CPU (client and server, median of 6, load 6):
+// more files per round of answers, fewer writes and wake-ups per file.
+const (
+	smallFileConcurrency = 128
+	maxBulkUploads       = 32
+)
+
+// SmallFileConcurrency is how many small files and other operations the
+// engine keeps in flight against this target by default: a batched upload
+// costs the link little (its requests share channel writes with those of
+// the others, see first), so many in flight keep the server busy with few
+// round trips' wait; uploads past one batch are held to maxBulkUploads
+// among them.
+func (b *Backend) SmallFileConcurrency() int { return smallFileConcurrency }
 
 // Close closes every connection and waits for their goroutines. Calls in
 // flight fail with an error wrapping backends.ErrUnreachable; calls after

@@ -52,6 +52,15 @@ func (b *Backend) Upload(ctx context.Context, p string, src backends.Source) (ba
 	get := b.get
 	if b.batchable(src.Size()) {
 		get = b.first
+	} else {
+		// Past one batch an upload queues up to a window of writes:
+		// bounded apart from the many small ones the engine runs.
+		select {
+		case b.bulk <- struct{}{}:
+			defer func() { <-b.bulk }()
+		case <-ctx.Done():
+			return res, fmt.Errorf("upload %s: %w", p, ctx.Err())
+		}
 	}
 	c, err := get(ctx)
 	if err != nil {
