@@ -65,6 +65,31 @@ func PartialKey(p string) (key string, ok bool) {
 	return Join(dir, name[:n]), true
 }
 
+// PartialFinal returns the path of the file that the partial at p is an
+// upload of: the name after its key (and a copy's own part). ok is false
+// when p is no partial of an upload. A name cut to fit MaxNameLen gives a
+// path that is not the file's; PartialKey of the file's PartialName tells.
+func PartialFinal(p string) (final string, ok bool) {
+	key, ok := PartialKey(p)
+	if !ok {
+		return "", false
+	}
+	dir, name := Split(p)
+	_, k := Split(key)
+	rest := name[len(k):] // "-name", or ".own-name" for a copy
+	if rest[0] == '.' {
+		i := strings.IndexByte(rest, '-')
+		if i < 0 {
+			return "", false
+		}
+		rest = rest[i:]
+	}
+	if len(rest) < 2 {
+		return "", false
+	}
+	return Join(dir, rest[1:]), true
+}
+
 // IsPartialName reports whether the last element of p names a partial file.
 func IsPartialName(p string) bool {
 	_, name := Split(p)

@@ -114,6 +114,30 @@ func TestPartialKey(t *testing.T) {
 	}
 }
 
+func TestPartialFinal(t *testing.T) {
+	mt := time.Unix(1700000000, 0)
+	p := PartialName("a/b/f.txt", 10, mt)
+	key, _ := PartialKey(p)
+	cases := []struct {
+		name, path, want string // want "" for none
+	}{
+		{"a partial", p, "a/b/f.txt"},
+		{"a copy of it", key + ".deadbeef-f.txt", "a/b/f.txt"},
+		{"at the root", PartialName("f-g", 1, mt), "f-g"},
+		{"a copy with no name after its own part", key + ".deadbeef", ""},
+		{"not a partial", "a/b/f.txt", ""},
+		{"a symlink's temporary name", "a/" + PartialPrefix + "link-00161ec9a35cfe7c", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := PartialFinal(tc.path)
+			if ok != (tc.want != "") || got != tc.want {
+				t.Errorf("PartialFinal(%q) = %q, %v; want %q", tc.path, got, ok, tc.want)
+			}
+		})
+	}
+}
+
 func TestResumeOffset(t *testing.T) {
 	src := make([]byte, 1<<20)
 	for i := range src {

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -265,6 +266,22 @@ type executor struct {
 	partialsCleaned bool // only touched between phases
 }
 
+// ofSourceVersion reports whether the partial at p is of the version of its
+// file that the source holds now (the same key as that file's PartialName).
+func (e *executor) ofSourceVersion(p string) bool {
+	final, ok := backends.PartialFinal(p)
+	if !ok {
+		return false
+	}
+	fi, err := os.Lstat(filepath.Join(e.srcRoot, filepath.FromSlash(final)))
+	if err != nil || !fi.Mode().IsRegular() {
+		return false
+	}
+	want, _ := backends.PartialKey(p)
+	key, ok := backends.PartialKey(backends.PartialName(final, fi.Size(), fi.ModTime()))
+	return ok && key == want
+}
+
 // phases cuts ops into runs that may run concurrently: maximal runs of the
 // same kind (uploads and symlinks together), deletes also cut where the
 // depth changes.
@@ -464,8 +481,11 @@ func (e *executor) count(f func(r *Report)) {
 
 // cleanPartials removes partial files that no planned upload will resume
 // (see StalePartials): those older than the retention and, whatever their
-// age, those that are not regular files (nothing can resume them) and those
-// inside a directory the plan deletes, which could not be removed otherwise.
+// age, those that are not regular files (nothing can resume them), those
+// inside a directory the plan deletes, which could not be removed otherwise,
+// and those of the source's version of a file that needs no upload (it is
+// on the target already: an upload published it, and could not remove the
+// partials it resumed from).
 // It runs before the first delete and at most once. Failures are
 // logged, not reported, since a leftover partial harms nothing.
 func (e *executor) cleanPartials(ctx context.Context, ops []Op) {
@@ -501,7 +521,7 @@ func (e *executor) cleanPartials(ctx context.Context, ops []Op) {
 		// name (the temporary link of a symlink being replaced, left by a
 		// killed run) goes at once.
 		young := e.opts.PartialRetention > 0 && now.Sub(p.ModTime) < e.opts.PartialRetention
-		if young && p.IsRegular() && !underDeleted(p.Path) {
+		if young && p.IsRegular() && !underDeleted(p.Path) && !e.ofSourceVersion(p.Path) {
 			continue
 		}
 		err := e.target.Remove(ctx, p.Path)

@@ -451,8 +451,16 @@ func TestExecuteOtherOps(t *testing.T) {
 func TestExecuteStalePartials(t *testing.T) {
 	root := t.TempDir()
 	e := writeSrc(t, root, "d/f", []byte("content"))
+	synced := writeSrc(t, root, "d/s", []byte("synced"))
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	own := backends.PartialName("d/f", e.Size, e.ModTime)
+	// Partials of d/s as the source holds it, which needs no upload: an
+	// upload published it and could not remove them.
+	done := backends.PartialName("d/s", synced.Size, synced.ModTime)
+	doneKey, _ := backends.PartialKey(done)
+	doneCopy := doneKey + ".0badc0de-s"
+	// A partial of d/s at another size: young, kept.
+	otherVersion := backends.PartialName("d/s", synced.Size+1, synced.ModTime)
 	old := backends.PartialName("d/x", 10, now.Add(-time.Hour))
 	young := backends.PartialName("d/y", 10, now)
 	doomed := backends.PartialName("old/z", 10, now)
@@ -462,7 +470,7 @@ func TestExecuteStalePartials(t *testing.T) {
 		return backends.Permanent(errFlaky) // the partial of d/f must stay anyway
 	}
 	fb.dirs["old"] = true
-	for _, p := range []string{own, old, young, doomed, link} {
+	for _, p := range []string{own, old, young, doomed, link, done, doneCopy, otherVersion} {
 		fb.files[p] = []byte("partial")
 	}
 	partials := []backends.FileInfo{
@@ -471,18 +479,22 @@ func TestExecuteStalePartials(t *testing.T) {
 		{Path: young, ModTime: now.Add(-time.Hour)},
 		{Path: doomed, ModTime: now.Add(-time.Hour)},
 		{Path: link, ModTime: now.Add(-time.Minute), Mode: fs.ModeSymlink},
+		{Path: done, ModTime: now.Add(-time.Minute)},
+		{Path: doneCopy, ModTime: now.Add(-time.Minute)},
+		{Path: otherVersion, ModTime: now.Add(-time.Minute)},
 	}
 	ops := []Op{uploadOp(e), {Kind: OpDelete, Path: "old", Reason: "extraneous"}}
 	rep := Execute(context.Background(), Plan{Ops: ops}, root, fb, ExecOptions{
 		Partials: partials, Now: func() time.Time { return now },
 	})
-	for p, want := range map[string]bool{own: true, old: false, young: true, doomed: false, link: false} {
+	for p, want := range map[string]bool{own: true, old: false, young: true, doomed: false, link: false,
+		done: false, doneCopy: false, otherVersion: true} {
 		if _, ok := fb.content(p); ok != want {
 			t.Errorf("partial %s present = %v, want %v", p, ok, want)
 		}
 	}
-	if rep.PartialsRemoved != 3 {
-		t.Errorf("PartialsRemoved = %d, want 3", rep.PartialsRemoved)
+	if rep.PartialsRemoved != 5 {
+		t.Errorf("PartialsRemoved = %d, want 5", rep.PartialsRemoved)
 	}
 	if fb.dirs["old"] || rep.Deleted != 1 {
 		t.Errorf("directory old holding a young partial was not deleted: %v", rep.Problems)
