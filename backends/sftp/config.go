@@ -22,11 +22,13 @@ type Verify string
 
 const (
 	// VerifyAuto, the default, compares a SHA-256 computed by the server
-	// for resumed uploads, when the account can run sha256sum, and checks
-	// the size of the others. A resume keeps a prefix an earlier attempt
-	// wrote, of which only the tail was compared with the source; an
-	// upload sent whole in one attempt has every byte checked by SSH on
-	// the way, and a hash of each would cost a command per file.
+	// for a resumed upload that kept more than the bytes compared on
+	// resume (requests in flight x chunk size, 2 MiB by default), when the
+	// account can run sha256sum, and checks the size of the others. Such a
+	// resume keeps a prefix an earlier attempt wrote of which only the tail
+	// was compared with the source; an upload sent whole in one attempt
+	// has every byte checked by SSH on the way, and a hash of each would
+	// cost a command per file.
 	VerifyAuto Verify = "auto"
 	// VerifyNone checks the size only.
 	VerifyNone Verify = "none"

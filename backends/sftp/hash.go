@@ -66,8 +66,8 @@ func (b *Backend) canExec(ctx context.Context, c *conn) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	if err != nil && !c.alive() {
-		return err
+	if err != nil && (!c.alive() || lostConn(err)) {
+		return err // the link failed, not the command: ask again next time
 	}
 	if sum, perr := parseSum(out); err == nil && perr == nil && sum == emptySHA256 {
 		b.hashState = 1
@@ -75,7 +75,7 @@ func (b *Backend) canExec(ctx context.Context, c *conn) error {
 		return nil
 	}
 	b.hashState = 2
-	b.log.Info("server cannot run sha256sum; content checks read the file back", "addr", b.cfg.addr, "err", err)
+	b.log.Info("server cannot run sha256sum; content checks fall back", "addr", b.cfg.addr, "err", err)
 	return fmt.Errorf("server cannot run sha256sum: %w", backends.ErrUnsupported)
 }
 

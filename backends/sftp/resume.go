@@ -83,10 +83,20 @@ func (u *upload) resumeByCopy() (*sftp.File, int64, error) {
 		}
 		return nil, 0, fmt.Errorf("open %s after the copy: %w", tmp, err)
 	}
+	// The new copy holds all any earlier copy could give a later resume:
+	// those go now, so that attempts cut again and again leave one copy
+	// each at most. The partial stays until the file is published, as it
+	// is what a later attempt finds first.
+	var copies []string
 	u.stale = u.stale[:0]
 	for _, p := range found {
-		u.stale = append(u.stale, p.name)
+		if p.name == u.partial {
+			u.stale = append(u.stale, p.name)
+		} else {
+			copies = append(copies, p.name)
+		}
 	}
+	u.removeOn(c, copies)
 	u.b.log.Debug("resume by server-side copy", "path", u.p, "from", path.Base(best.name), "to", path.Base(tmp),
 		"copied", best.verified, "partials", len(found))
 	u.partial = tmp

@@ -321,7 +321,9 @@ func TestResumeIgnoresLateRequestsOfEarlierAttempts(t *testing.T) {
 }
 
 // TestAutoVerifyHashesResumedUploads: by default an upload sent whole is
-// checked by its size, a resumed one by the server's SHA-256 where the
+// checked by its size, and so is one that resumed a prefix short enough to
+// be compared whole on resume; one that resumed more by the server's
+// SHA-256 where the
 // account can run sha256sum, and by its size where it cannot (no read-back
 // of the whole file, which only --verify asks for).
 func TestAutoVerifyHashesResumedUploads(t *testing.T) {
@@ -351,20 +353,30 @@ func TestAutoVerifyHashesResumedUploads(t *testing.T) {
 			if res := mustUpload(t, b, "fresh.bin", fresh); res.Verified != "size" {
 				t.Errorf("upload sent whole verified by %q, want size", res.Verified)
 			}
-			src := newSource(3<<20, 6)
-			partial := filepath.Join(root, backends.PartialName("resumed.bin", src.Size(), src.ModTime()))
-			if err := os.WriteFile(partial, src.data[:1<<20], 0o600); err != nil {
-				t.Fatal(err)
-			}
-			res := mustUpload(t, b, "resumed.bin", src)
-			if res.Resumed == 0 {
-				t.Fatal("the upload did not resume the partial")
-			}
-			if res.Verified != tc.wantResumed {
-				t.Errorf("resumed upload verified by %q, want %q", res.Verified, tc.wantResumed)
-			}
-			if got, err := os.ReadFile(filepath.Join(root, "resumed.bin")); err != nil || !bytes.Equal(got, src.data) {
-				t.Errorf("published file differs from the source (%v)", err)
+			window := int64(b.cfg.RequestsInFlight) * int64(b.cfg.ChunkSize)
+			for _, rc := range []struct {
+				name string
+				kept int64
+				want string
+			}{
+				{"short.bin", window, "size"},
+				{"long.bin", window + 1, tc.wantResumed},
+			} {
+				src := newSource(int(window)+3<<20, 6)
+				partial := filepath.Join(root, backends.PartialName(rc.name, src.Size(), src.ModTime()))
+				if err := os.WriteFile(partial, src.data[:rc.kept], 0o600); err != nil {
+					t.Fatal(err)
+				}
+				res := mustUpload(t, b, rc.name, src)
+				if res.Resumed != rc.kept {
+					t.Fatalf("%s resumed from %d, want %d", rc.name, res.Resumed, rc.kept)
+				}
+				if res.Verified != rc.want {
+					t.Errorf("%s, resumed from %d (window %d), verified by %q, want %q", rc.name, rc.kept, window, res.Verified, rc.want)
+				}
+				if got, err := os.ReadFile(filepath.Join(root, rc.name)); err != nil || !bytes.Equal(got, src.data) {
+					t.Errorf("published %s differs from the source (%v)", rc.name, err)
+				}
 			}
 		})
 	}

@@ -377,7 +377,8 @@ func (u *upload) publish(ctx context.Context, res *backends.UploadResult) error 
 		}
 		res.Verified = how
 	case VerifyAuto:
-		if res.Resumed > 0 {
+		// A prefix up to the window was compared whole on resume.
+		if res.Resumed > int64(b.cfg.RequestsInFlight)*int64(b.cfg.ChunkSize) {
 			how, err := u.verifyHash(ctx, false)
 			if err != nil {
 				return err

@@ -83,8 +83,8 @@ package config
 //	transfers: files in flight at once (default 4, at least 1)
 //	bwlimit:   rate limit for this target (default 0: unlimited)
 //	retries:   attempts per file, with exponential backoff (default 5, at least 1)
-//	verify:    auto (sftp: a server-side hash of resumed uploads, the size
-//	           of the others) | none (size) | hash (compare a hash after
+//	verify:    auto (sftp: a server-side hash of uploads that resumed more
+//	           than was compared on resume, the size of the others) | none (size) | hash (compare a hash after
 //	           upload, server-side where the target can) | read-back (read
 //	           the file back and compare) (default auto)
 //
