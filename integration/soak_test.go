@@ -269,7 +269,9 @@ wait:
 		}
 	}
 	res := p.Wait()
-	st.noteRSS(cmd)
+	if rss := st.noteRSS(cmd); rss > 0 {
+		t.Logf("peak memory of this run: %.1f MiB", float64(rss)/1024)
+	}
 	st.mu.Lock()
 	st.dead += strings.Count(res.Stderr, "sftp connection dead")
 	st.resumed += strings.Count(res.Stderr, "resuming upload")
@@ -277,15 +279,19 @@ wait:
 	return res
 }
 
-func (s *soakStats) noteRSS(cmd *exec.Cmd) {
+// noteRSS records the peak memory of a finished ferry process and returns
+// it in KiB (0 when unknown).
+func (s *soakStats) noteRSS(cmd *exec.Cmd) (kib int64) {
 	if cmd.ProcessState == nil {
-		return
+		return 0
 	}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		s.mu.Lock()
 		s.maxRSS = max(s.maxRSS, ru.Maxrss) // KiB on Linux
 		s.mu.Unlock()
+		return ru.Maxrss
 	}
+	return 0
 }
 
 func (s *soakStats) log(t *testing.T, wall time.Duration, lost, partials int) {
