@@ -33,13 +33,10 @@ import (
 // verified prefix, and the partials of an upload are all removed once it
 // is published.
 
-// resumeByServerCopy turns the server-side copy on resume on.
-var resumeByServerCopy = true
-
 // canCopy reports whether the connection can resume by a server-side copy.
 func (u *upload) canCopy() bool {
 	rs := u.c.raw
-	return resumeByServerCopy && rs != nil && rs.copyData
+	return rs != nil && rs.copyData
 }
 
 // partialInfo is a partial file of this upload found on the target, and
@@ -53,9 +50,9 @@ type partialInfo struct {
 // resumeByCopy resumes from the best partial of the upload: the one at its
 // partial name or a copy an earlier resume made. It copies that one's
 // verified prefix into a new owner-only partial with a name of its own,
-// makes that the upload's partial (the others are removed once the file is
-// published, see dropStale) and returns a handle on it and the prefix's
-// length.
+// makes that the upload's partial, removes the earlier copies (the partial
+// itself goes once the file is published, see dropStale) and returns a
+// handle on it and the prefix's length.
 func (u *upload) resumeByCopy() (*sftp.File, int64, error) {
 	c := u.c
 	found, err := u.partials()
@@ -134,7 +131,7 @@ func (u *upload) partials() ([]partialInfo, error) {
 // the best prefix so far is not read at all.
 func (u *upload) bestPartial(found []partialInfo) (partialInfo, error) {
 	slices.SortFunc(found, func(a, b partialInfo) int { return cmp.Compare(b.size, a.size) })
-	window := int64(u.b.cfg.RequestsInFlight) * int64(u.b.cfg.ChunkSize)
+	window := u.b.window()
 	best := partialInfo{verified: -1}
 	for _, p := range found {
 		if min(p.size, u.src.Size()) <= best.verified {

@@ -353,7 +353,7 @@ func TestAutoVerifyHashesResumedUploads(t *testing.T) {
 			if res := mustUpload(t, b, "fresh.bin", fresh); res.Verified != "size" {
 				t.Errorf("upload sent whole verified by %q, want size", res.Verified)
 			}
-			window := int64(b.cfg.RequestsInFlight) * int64(b.cfg.ChunkSize)
+			window := b.window()
 			for _, rc := range []struct {
 				name string
 				kept int64

@@ -235,6 +235,14 @@ func (u *upload) write(ctx context.Context, from int64, files []io.WriterAt, add
 	return sent, nil
 }
 
+// window is how many bytes of one file may be in flight: requests in
+// flight x chunk size. A failed upload can leave holes or garbage only
+// within the window below the partial's end, which is what a resume
+// compares with the source (backends.ResumeOffset).
+func (b *Backend) window() int64 {
+	return int64(b.cfg.RequestsInFlight) * int64(b.cfg.ChunkSize)
+}
+
 // all runs fns concurrently and returns the first error.
 func all(fns ...func() error) error {
 	errs := make(chan error, len(fns))
@@ -313,7 +321,7 @@ func (u *upload) resumePartial(createErr error) (f *sftp.File, resumed int64, er
 	if err != nil {
 		return nil, 0, err
 	}
-	window := int64(u.b.cfg.RequestsInFlight) * int64(u.b.cfg.ChunkSize)
+	window := u.b.window()
 	off, err := backends.ResumeOffset(f, fi.Size(), u.src, u.src.Size(), window)
 	if err != nil {
 		f.Close()
@@ -378,7 +386,7 @@ func (u *upload) publish(ctx context.Context, res *backends.UploadResult) error 
 		res.Verified = how
 	case VerifyAuto:
 		// A prefix up to the window was compared whole on resume.
-		if res.Resumed > int64(b.cfg.RequestsInFlight)*int64(b.cfg.ChunkSize) {
+		if res.Resumed > b.window() {
 			how, err := u.verifyHash(ctx, false)
 			if err != nil {
 				return err
@@ -500,7 +508,7 @@ func (u *upload) noSpace(err error) error {
 	if !isFailure(err) || !u.c.alive() {
 		return err
 	}
-	need := int64(u.b.cfg.RequestsInFlight) * int64(u.b.cfg.ChunkSize)
+	need := u.b.window()
 	if cause := failureCause(u.c, path.Dir(u.partial), err, need); cause != nil {
 		return cause
 	}
