@@ -28,7 +28,7 @@ var cipherPreference = []string{
 // conn is one SSH connection with its SFTP session and keepalive.
 type conn struct {
 	id       int
-	net      *stampConn
+	net      *linkConn
 	ssh      *ssh.Client
 	sftp     *sftp.Client
 	raw      *rawSession   // nil when the server refused a second session
@@ -156,9 +156,8 @@ func (b *Backend) dial(ctx context.Context, id int) (*conn, error) {
 		Timeout:           r.DialTimeout,
 		Config:            ssh.Config{Ciphers: cipherPreference},
 	}
-	stamp := &stampConn{Conn: nc}
-	stamp.last.Store(time.Now().UnixNano())
-	nc = stamp
+	link := newLinkConn(nc)
+	nc = link
 	nc.SetDeadline(time.Now().Add(r.DialTimeout))
 	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
@@ -196,7 +195,7 @@ func (b *Backend) dial(ctx context.Context, id int) (*conn, error) {
 		}
 		return nil, fmt.Errorf("sftp session on %s: %w: %w", r.addr, backends.ErrUnreachable, err)
 	}
-	c := &conn{id: id, ssh: client, sftp: sc2, dead: make(chan struct{}), net: stamp}
+	c := &conn{id: id, ssh: client, sftp: sc2, dead: make(chan struct{}), net: link}
 	c.raw, err = openRawSession(client, &c.wg)
 	if errors.Is(err, errNoRawSession) {
 		b.log.Warn("server allows one sftp session per connection: new partial files start with its default mode until made private",
@@ -290,20 +289,6 @@ func (b *Backend) keepalive(c *conn) {
 			}
 		}()
 	}
-}
-
-// stampConn notes when bytes last arrived, for the keepalive.
-type stampConn struct {
-	net.Conn
-	last atomic.Int64 // UnixNano of the last read that returned data
-}
-
-func (c *stampConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	if n > 0 {
-		c.last.Store(time.Now().UnixNano())
-	}
-	return n, err
 }
 
 // dialledAddr is the address a connection was asked for, standing in for
