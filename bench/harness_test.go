@@ -118,6 +118,9 @@ func buildRoot() (string, error) {
 	return ModuleRoot()
 }
 
+// quietMax bounds the wait for a quiet machine before each run.
+const quietMax = 5 * time.Second
+
 // ferrySFTPBin returns the binary that runs `sync --identity KEY
 // --known-hosts FILE SRC sftp://...`: the ferry CLI once it has an SFTP
 // target, until then the bench stand-in that wires the same engine and
@@ -200,8 +203,8 @@ func printReport(w io.Writer) {
 		return
 	}
 	fmt.Fprintf(w, "\n######## ferry side-by-side benchmark  %s\n", time.Now().UTC().Format(time.RFC3339))
-	fmt.Fprintf(w, "machine: %d cores, %s, data on %s, load average now %s; warm page cache for every tool; sync(2) before each run\n",
-		runtime.NumCPU(), kernel(), fsType(workDir), loadAvg())
+	fmt.Fprintf(w, "machine: %d cores, %s, data on %s, load average now %s; warm page cache for every tool; before each run sync(2), then a wait (up to %v) until the machine is quiet (busy < %.0f%% for 200ms)\n",
+		runtime.NumCPU(), kernel(), fsType(workDir), loadAvg(), quietMax, QuietBusyShare*100)
 	fmt.Fprintf(w, "peers: %s | %s | %s\n", version("rsync", "--version"), version("rclone", "version"), version("ssh", "-V"))
 	how := "GNU time %M: wait4 rusage of the tool, including descendants it reaped"
 	if gnuTime() == "" {
@@ -307,6 +310,7 @@ func runSide(b *testing.B, s *Scenario, tools []tool, sd side) {
 			}
 			dst := sd.prepare(t, rep)
 			syscall.Sync()
+			Quiesce(quietMax)
 			srvPID, srvBefore := 0, time.Duration(0)
 			if sd.server != nil {
 				srvPID = sd.server()
