@@ -312,17 +312,20 @@ func runSide(b *testing.B, s *Scenario, tools []tool, sd side) {
 			syscall.Sync()
 			Quiesce(quietMax)
 			srvPID, srvBefore := 0, time.Duration(0)
+			var watch *ServerWatch
 			if sd.server != nil {
 				srvPID = sd.server()
 				settle(srvPID)
 				srvBefore = ReapedCPU(srvPID)
+				watch = WatchServer(srvPID)
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout())
 			res, err := Measure(ctx, t.cmd(sd.src, dst))
 			cancel()
 			if srvPID != 0 {
 				settle(srvPID)
-				res.ServerCPU = ReapedCPU(srvPID) - srvBefore
+				// Both are lower bounds; see ServerWatch.
+				res.ServerCPU = max(ReapedCPU(srvPID)-srvBefore, watch.Stop())
 			}
 			if err == nil && sd.check != nil {
 				err = sd.check(sd.src, dst)

@@ -22,7 +22,8 @@ type Result struct {
 	CPU time.Duration
 	// ServerCPU is CPU time spent by the server for this run (sshd and
 	// what it ran: internal-sftp, a remote rsync), when the benchmark can
-	// see it; zero otherwise.
+	// see it; zero otherwise. It is the larger of what the server reaped
+	// and what ServerWatch saw its processes use.
 	ServerCPU time.Duration
 	// MaxRSSKiB is the kernel's peak resident set of the single largest
 	// process in the tree: wait4 reports max(own, reaped descendants') for
