@@ -2,6 +2,7 @@ package bench
 
 import (
 	"math"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -47,20 +48,15 @@ func TestQuiesceWaitsForBusyMachine(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spins the CPUs for a second")
 	}
-	stop := make(chan struct{})
+	var stop atomic.Bool
 	for range 4 {
 		go func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
+			for !stop.Load() {
 			}
 		}()
 	}
 	waited := Quiesce(time.Second)
-	close(stop)
+	stop.Store(true)
 	if waited < time.Second {
 		t.Fatalf("Quiesce returned after %v with every core busy; want its bound of 1s", waited)
 	}
