@@ -33,11 +33,11 @@ func (u *upload) createRaw(ctx context.Context) (*rawFile, error) {
 	return f, err
 }
 
-// runRaw uploads into a partial createRaw made. The requests of each phase
-// go out together: the writes, then, once all of them are confirmed (so an
-// incomplete partial is never readable by others, nor published), the
-// source's mode and mtime with the close, then, once those are confirmed,
-// the rename that publishes.
+// runRaw uploads into a partial createRaw made, or from res.Resumed on into
+// one a resume reopened. The requests of each phase go out together: the
+// writes, then, once all of them are confirmed (so an incomplete partial is
+// never readable by others, nor published), the source's mode and mtime with
+// the close, then, once those are confirmed, the rename that publishes.
 func (u *upload) runRaw(ctx context.Context, res *backends.UploadResult, f *rawFile) (err error) {
 	b, c, src := u.b, u.c, u.src
 	var extra []writerAtCloser
@@ -49,11 +49,12 @@ func (u *upload) runRaw(ctx context.Context, res *backends.UploadResult, f *rawF
 			f.release()
 		}
 	}()
-	if testHookPartialCreated != nil {
+	from := res.Resumed
+	if testHookPartialCreated != nil && from == 0 {
 		testHookPartialCreated(u.partial)
 	}
 	rs := c.raw
-	if chunks := (src.Size() + int64(b.cfg.ChunkSize) - 1) / int64(b.cfg.ChunkSize); chunks <= min(batchChunks, int64(b.cfg.RequestsInFlight)) {
+	if from == 0 && b.batchable(src.Size()) {
 		// No size check by FSTAT: the partial was created by this upload,
 		// and a server confirms a write only once all its bytes are
 		// written, so confirmed writes covering the source are its size.
@@ -64,11 +65,12 @@ func (u *upload) runRaw(ctx context.Context, res *backends.UploadResult, f *rawF
 			return u.noSpace(err)
 		}
 	} else {
-		res.Sent, err = u.write(ctx, 0, []io.WriterAt{f}, func(f2 writerAtCloser) { extra = append(extra, f2) })
+		res.Sent, err = u.write(ctx, from, []io.WriterAt{f}, func(f2 writerAtCloser) { extra = append(extra, f2) })
 		if err != nil {
 			return err
 		}
-		// Two connections wrote this one: check their sum.
+		// Two connections wrote this one, or a resume wrote the rest of
+		// what an earlier attempt left: check the sum.
 		fstat := rs.fstat(f.h)
 		rs.flush()
 		if err := u.await(ctx, []*rawCall{fstat}); err != nil {
@@ -84,6 +86,7 @@ func (u *upload) runRaw(ctx context.Context, res *backends.UploadResult, f *rawF
 	}
 	if err := src.Check(); err != nil {
 		c.sftp.Remove(u.partial)
+		u.dropStale(ctx)
 		return err
 	}
 	mt := uint32(src.ModTime().Unix())
@@ -104,7 +107,7 @@ func (u *upload) runRaw(ctx context.Context, res *backends.UploadResult, f *rawF
 			return u.noSpace(err)
 		}
 	}
-	if b.cfg.Verify.checksWhole() || !rs.posixRename {
+	if b.checksContent(from) || !rs.posixRename {
 		return u.step(ctx, func() error { return u.publish(ctx, res) })
 	}
 	ren := rs.rename(u.partial, u.final)

@@ -128,9 +128,13 @@ func TestResumeLeavesHeldPartialBehind(t *testing.T) {
 				}()
 			}
 
+			rawBefore := b.slots[0].peek().raw.written.Load()
 			t0 := time.Now()
 			res := mustUpload(t, b, "f.bin", src)
 			took := time.Since(t0)
+			if raw := b.slots[0].peek().raw.written.Load() - rawBefore; raw < res.Sent {
+				t.Errorf("the connection's own session wrote %d bytes of the %d sent: the resumed rest went through pkg/sftp", raw, res.Sent)
+			}
 			t.Logf("resumed %d of %d MiB and sent %d in %v", res.Resumed, size>>20, res.Sent, took.Round(time.Millisecond))
 			if res.Resumed != int64(good) || res.Sent != src.Size()-int64(good) {
 				t.Errorf("resumed %d and sent %d, want %d and %d", res.Resumed, res.Sent, good, src.Size()-int64(good))

@@ -129,6 +129,9 @@ func (u *upload) run(ctx context.Context, res *backends.UploadResult) error {
 		if err != nil {
 			return u.noSpace(err)
 		}
+		if f, err := u.reopenRaw(ctx, sf); err == nil {
+			return u.runRaw(ctx, res, f)
+		}
 		return u.runFile(ctx, res, sf, false)
 	}
 	var f *sftp.File
@@ -142,6 +145,21 @@ func (u *upload) run(ctx context.Context, res *backends.UploadResult) error {
 		return u.noSpace(err)
 	}
 	return u.runFile(ctx, res, f, fresh)
+}
+
+// reopenRaw moves a resumed upload from the pkg/sftp handle that found and
+// truncated its partial to a handle on the connection's own session, whose
+// streamers write the rest with a fraction of the CPU of pkg/sftp's request
+// per goroutine. The name is the partial the resume settled on (the copy
+// made for this attempt, where the server copies), so no other attempt
+// writes to it. On failure the pkg/sftp handle carries on.
+func (u *upload) reopenRaw(ctx context.Context, sf *sftp.File) (*rawFile, error) {
+	f, err := u.c.raw.openFile(ctx, u.partial, fxfRead|fxfWrite, rawAttrs{})
+	if err != nil {
+		return nil, err
+	}
+	sf.Close()
+	return f, nil
 }
 
 // runFile uploads through a pkg/sftp handle on the partial: a resumed one,
@@ -233,6 +251,15 @@ func (u *upload) write(ctx context.Context, from int64, files []io.WriterAt, add
 	b.log.Debug("upload written", "path", u.p, "sent", sent, "resumed", from,
 		"conns", len(conns), "took", time.Since(t0).Round(time.Millisecond))
 	return sent, nil
+}
+
+// checksContent reports whether an upload that resumed from resumed (0: a
+// new one) has its content checked before it is published, beyond its
+// size: always with --verify hash or read-back; with auto, when it resumed
+// past the window, since a resume compares only the window below the
+// partial's end with the source.
+func (b *Backend) checksContent(resumed int64) bool {
+	return b.cfg.Verify.checksWhole() || b.cfg.Verify == VerifyAuto && resumed > b.window()
 }
 
 // window is how many bytes of one file may be in flight: requests in
@@ -385,8 +412,7 @@ func (u *upload) publish(ctx context.Context, res *backends.UploadResult) error 
 		}
 		res.Verified = how
 	case VerifyAuto:
-		// A prefix up to the window was compared whole on resume.
-		if res.Resumed > b.window() {
+		if b.checksContent(res.Resumed) {
 			how, err := u.verifyHash(ctx, false)
 			if err != nil {
 				return err
