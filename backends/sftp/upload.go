@@ -13,6 +13,7 @@ import (
 	"os"
 	"path"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferrysync/ferry/backends"
@@ -481,9 +482,11 @@ func (u *upload) mismatch(how string) error {
 
 // verifyHash compares the server's SHA-256 of the partial with the
 // source's. Where the server cannot hash, it reads the partial back if
-// readBack is set, or settles for the size already checked.
+// readBack is set, or settles for the size already checked. The two sums
+// are computed at once, each on its own machine: on a large file each
+// takes seconds.
 func (u *upload) verifyHash(ctx context.Context, readBack bool) (string, error) {
-	remote, err := u.b.remoteHash(ctx, u.c, u.partial)
+	err := u.b.canExec(ctx, u.c)
 	if backends.IsUnsupported(err) {
 		if !readBack {
 			return "size", nil
@@ -494,14 +497,51 @@ func (u *upload) verifyHash(ctx context.Context, readBack bool) (string, error) 
 	if err != nil {
 		return "", err
 	}
-	h := sha256.New()
-	if _, err := io.Copy(h, io.NewSectionReader(u.src, 0, u.src.Size())); err != nil {
-		return "", fmt.Errorf("hash source: %w", err)
+	type sum struct {
+		hex string
+		err error
 	}
-	if local := hex.EncodeToString(h.Sum(nil)); local != remote {
-		return "", u.mismatch("sha256 " + remote + " != " + local)
+	localc := make(chan sum, 1)
+	var stop atomic.Bool
+	go func() {
+		h := sha256.New()
+		r := &stoppable{r: io.NewSectionReader(u.src, 0, u.src.Size()), stop: &stop}
+		if _, err := io.CopyBuffer(h, r, make([]byte, 1<<20)); err != nil {
+			localc <- sum{err: fmt.Errorf("hash source: %w", err)}
+			return
+		}
+		localc <- sum{hex: hex.EncodeToString(h.Sum(nil))}
+	}()
+	remote, err := u.b.remoteHash(ctx, u.c, u.partial)
+	if err != nil {
+		// Stopped and waited for: the caller closes the source next.
+		stop.Store(true)
+		<-localc
+		return "", err
+	}
+	local := <-localc
+	if local.err != nil {
+		return "", local.err
+	}
+	if local.hex != remote {
+		return "", u.mismatch("sha256 " + remote + " != " + local.hex)
 	}
 	return "sha256", nil
+}
+
+// stoppable is a reader that fails once stop is set, between reads.
+type stoppable struct {
+	r    io.Reader
+	stop *atomic.Bool
+}
+
+var errHashStopped = errors.New("stopped")
+
+func (s *stoppable) Read(p []byte) (int, error) {
+	if s.stop.Load() {
+		return 0, errHashStopped
+	}
+	return s.r.Read(p)
 }
 
 func (u *upload) readBack() error {
