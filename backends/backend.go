@@ -56,7 +56,10 @@ type UploadResult struct {
 	// Sent is the number of bytes written by this call.
 	Sent int64
 	// Verified names how the published content was checked: "size",
-	// "sha256" (computed by the target), or "read-back".
+	// "sha256" (computed by the target), "sha256-prefix" (a resumed
+	// upload: the target's SHA-256 of the prefix an earlier attempt
+	// wrote; this attempt's writes were confirmed one by one), or
+	// "read-back".
 	Verified string
 }
 

@@ -177,8 +177,8 @@ func testLarge(t *testing.T, e *env) {
 	if res.Resumed+res.Sent != int64(len(data)) {
 		t.Errorf("upload reported resumed %d + sent %d, want %d bytes", res.Resumed, res.Sent, len(data))
 	}
-	if v := res.Verified; v != "size" && v != "sha256" && v != "read-back" {
-		t.Errorf("upload reported Verified %q, want size, sha256 or read-back", v)
+	if v := res.Verified; v != "size" && v != "sha256" && v != "sha256-prefix" && v != "read-back" {
+		t.Errorf("upload reported Verified %q, want size, sha256, sha256-prefix or read-back", v)
 	}
 	got, how, err := backends.Hash(t.Context(), e.b, "large.bin")
 	if err != nil {

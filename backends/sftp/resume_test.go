@@ -327,17 +327,18 @@ func TestResumeIgnoresLateRequestsOfEarlierAttempts(t *testing.T) {
 // TestAutoVerifyHashesResumedUploads: by default an upload sent whole is
 // checked by its size, and so is one that resumed a prefix short enough to
 // be compared whole on resume; one that resumed more by the server's
-// SHA-256 where the
-// account can run sha256sum, and by its size where it cannot (no read-back
-// of the whole file, which only --verify asks for).
+// SHA-256 of the kept prefix, where the account can run head and
+// sha256sum; of the whole file where it can run sha256sum alone (the
+// in-process server); and by its size where it can run nothing (no
+// read-back of the whole file, which only --verify asks for).
 func TestAutoVerifyHashesResumedUploads(t *testing.T) {
 	cases := []struct {
 		name        string
 		start       func(t *testing.T) (Config, string)
 		wantResumed string
 	}{
-		{"OpenSSH hashes", openSSHOne, "sha256"},
-		{"in-process server hashes", func(t *testing.T) (Config, string) {
+		{"OpenSSH hashes the kept prefix", openSSHOne, "sha256-prefix"},
+		{"a server without head hashes the whole file", func(t *testing.T) (Config, string) {
 			e := newEnv(t, serverOpts{})
 			return e.config(), e.root
 		}, "sha256"},
@@ -381,6 +382,53 @@ func TestAutoVerifyHashesResumedUploads(t *testing.T) {
 				if got, err := os.ReadFile(filepath.Join(root, rc.name)); err != nil || !bytes.Equal(got, src.data) {
 					t.Errorf("published %s differs from the source (%v)", rc.name, err)
 				}
+			}
+		})
+	}
+}
+
+// TestResumedPrefixDamageIsCaught: a partial whose kept prefix differs from
+// the source before the window a resume compares is refused by the check
+// of the prefix (OpenSSH) or of the whole file (the in-process server,
+// which has no head), and dropped, so the retry starts over and publishes
+// the source.
+func TestResumedPrefixDamageIsCaught(t *testing.T) {
+	cases := []struct {
+		name  string
+		start func(t *testing.T) (Config, string)
+	}{
+		{"OpenSSH", openSSHOne},
+		{"in-process server", func(t *testing.T) (Config, string) {
+			e := newEnv(t, serverOpts{})
+			return e.config(), e.root
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, root := tc.start(t)
+			b := dial(t, cfg)
+			window := b.window()
+			src := newSource(int(3*window), 8)
+			kept := 2 * window
+			content := append([]byte{}, src.data[:kept]...)
+			content[1000] ^= 0x55 // far below the window compared on resume
+			partial := filepath.Join(root, backends.PartialName("d.bin", src.Size(), src.ModTime()))
+			if err := os.WriteFile(partial, content, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := b.Upload(context.Background(), "d.bin", src)
+			if err == nil || !strings.Contains(err.Error(), "differs") {
+				t.Fatalf("resumed upload over a damaged prefix: %v, want a content mismatch", err)
+			}
+			if _, serr := os.Lstat(filepath.Join(root, "d.bin")); serr == nil {
+				t.Fatal("a file with a damaged prefix was published")
+			}
+			res := mustUpload(t, b, "d.bin", src)
+			if res.Resumed != 0 {
+				t.Errorf("the retry resumed %d bytes of a partial that proved wrong", res.Resumed)
+			}
+			if got, err := os.ReadFile(filepath.Join(root, "d.bin")); err != nil || !bytes.Equal(got, src.data) {
+				t.Fatalf("published file differs from the source after the retry (%v)", err)
 			}
 		})
 	}

@@ -1,10 +1,7 @@
 package sftp
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -13,7 +10,6 @@ import (
 	"os"
 	"path"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/ferrysync/ferry/backends"
@@ -69,6 +65,7 @@ func (b *Backend) Upload(ctx context.Context, p string, src backends.Source) (ba
 	}
 	u := &upload{b: b, c: c, p: p, src: src, final: b.full(p),
 		partial: b.full(backends.PartialName(p, src.Size(), src.ModTime()))}
+	defer u.stopPrefix()
 	err = u.run(ctx, &res)
 	if err == nil {
 		u.dropStale(ctx)
@@ -90,7 +87,8 @@ type upload struct {
 	p              string
 	src            backends.Source
 	final, partial string
-	stale          []string // partials resumed from, removed once done (resume.go)
+	stale          []string   // partials resumed from, removed once done (resume.go)
+	prefix         *prefixSum // the check of a resumed prefix under way (verify.go)
 }
 
 func (u *upload) step(ctx context.Context, fn func() error) error {
@@ -130,6 +128,7 @@ func (u *upload) run(ctx context.Context, res *backends.UploadResult) error {
 		if err != nil {
 			return u.noSpace(err)
 		}
+		u.startPrefix(ctx, res.Resumed)
 		if f, err := u.reopenRaw(ctx, sf); err == nil {
 			return u.runRaw(ctx, res, f)
 		}
@@ -145,6 +144,7 @@ func (u *upload) run(ctx context.Context, res *backends.UploadResult) error {
 	if err != nil {
 		return u.noSpace(err)
 	}
+	u.startPrefix(ctx, res.Resumed)
 	return u.runFile(ctx, res, f, fresh)
 }
 
@@ -414,7 +414,7 @@ func (u *upload) publish(ctx context.Context, res *backends.UploadResult) error 
 		res.Verified = how
 	case VerifyAuto:
 		if b.checksContent(res.Resumed) {
-			how, err := u.verifyHash(ctx, false)
+			how, err := u.verifyResumed(ctx, res.Resumed)
 			if err != nil {
 				return err
 			}
@@ -478,93 +478,6 @@ func (u *upload) mismatch(how string) error {
 	u.removeOn(u.c, u.stale)
 	u.stale = nil
 	return fmt.Errorf("content of %s differs from the source after upload (%s); partial removed", u.p, how)
-}
-
-// verifyHash compares the server's SHA-256 of the partial with the
-// source's. Where the server cannot hash, it reads the partial back if
-// readBack is set, or settles for the size already checked. The two sums
-// are computed at once, each on its own machine: on a large file each
-// takes seconds.
-func (u *upload) verifyHash(ctx context.Context, readBack bool) (string, error) {
-	err := u.b.canExec(ctx, u.c)
-	if backends.IsUnsupported(err) {
-		if !readBack {
-			return "size", nil
-		}
-		u.b.log.Debug("server cannot hash; verifying by read-back", "path", u.p)
-		return "read-back", u.readBack()
-	}
-	if err != nil {
-		return "", err
-	}
-	type sum struct {
-		hex string
-		err error
-	}
-	localc := make(chan sum, 1)
-	var stop atomic.Bool
-	go func() {
-		h := sha256.New()
-		r := &stoppable{r: io.NewSectionReader(u.src, 0, u.src.Size()), stop: &stop}
-		if _, err := io.CopyBuffer(h, r, make([]byte, 1<<20)); err != nil {
-			localc <- sum{err: fmt.Errorf("hash source: %w", err)}
-			return
-		}
-		localc <- sum{hex: hex.EncodeToString(h.Sum(nil))}
-	}()
-	remote, err := u.b.remoteHash(ctx, u.c, u.partial)
-	if err != nil {
-		// Stopped and waited for: the caller closes the source next.
-		stop.Store(true)
-		<-localc
-		return "", err
-	}
-	local := <-localc
-	if local.err != nil {
-		return "", local.err
-	}
-	if local.hex != remote {
-		return "", u.mismatch("sha256 " + remote + " != " + local.hex)
-	}
-	return "sha256", nil
-}
-
-// stoppable is a reader that fails once stop is set, between reads.
-type stoppable struct {
-	r    io.Reader
-	stop *atomic.Bool
-}
-
-var errHashStopped = errors.New("stopped")
-
-func (s *stoppable) Read(p []byte) (int, error) {
-	if s.stop.Load() {
-		return 0, errHashStopped
-	}
-	return s.r.Read(p)
-}
-
-func (u *upload) readBack() error {
-	f, err := u.c.sftp.Open(u.partial)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	const chunk = 1 << 20
-	rb, sb := make([]byte, chunk), make([]byte, chunk)
-	for off := int64(0); off < u.src.Size(); off += chunk {
-		n := min(chunk, u.src.Size()-off)
-		if _, err := f.ReadAt(rb[:n], off); err != nil && err != io.EOF {
-			return fmt.Errorf("read back at %d: %w", off, err)
-		}
-		if _, err := u.src.ReadAt(sb[:n], off); err != nil && err != io.EOF {
-			return fmt.Errorf("read source at %d: %w", off, err)
-		}
-		if !bytes.Equal(rb[:n], sb[:n]) {
-			return u.mismatch(fmt.Sprintf("read-back differs in the MiB at %d", off))
-		}
-	}
-	return nil
 }
 
 // noSpace turns a generic failure into ErrNoSpace when the server's file

@@ -31,7 +31,7 @@ func (s *sshFlags) register(fl *pflag.FlagSet) {
 	fl.BoolVar(&s.acceptNewHostKey, "accept-new-host-key", false, "trust a host key seen for the first time and record it (a changed key is still refused)")
 	fl.StringVar(&s.sshConfig, "ssh-config", "", "SSH config `file` (default ~/.ssh/config; \"none\" reads none)")
 	fl.StringVar(&s.passphraseEnv, "passphrase-env", "FERRY_SSH_PASSPHRASE", "environment `variable` holding the passphrase of encrypted keys")
-	fl.StringVar(&s.verify, "verify", "auto", "content check before publishing on sftp:// targets: auto (server-side sha256, where the account can run sha256sum, of uploads that resumed more than was compared on resume, 2 MiB by default; size of the others), none (size), hash (server-side sha256 of every upload, else read-back) or read-back")
+	fl.StringVar(&s.verify, "verify", "auto", "content check before publishing on sftp:// targets: auto (server-side sha256, where the account can run sha256sum, of the prefix kept by uploads that resumed more than was compared on resume, 2 MiB by default; size of the others), none (size), hash (server-side sha256 of every upload, else read-back) or read-back")
 	fl.DurationVar(&s.keepalive, "keepalive", sftp.DefaultKeepaliveInterval, "time between SSH keepalive requests")
 	fl.IntVar(&s.keepaliveMissed, "keepalive-max-missed", sftp.DefaultKeepaliveMaxMissed, "keepalive answers missed before a connection is declared dead")
 	fl.DurationVar(&s.stallTimeout, "stall-timeout", sftp.DefaultStallTimeout, "abort and retry an upload that moved no bytes for this long")
