@@ -233,22 +233,8 @@ func treeRSS(root int) int64 {
 }
 
 func parentOf(pid int) (int, bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, false
-	}
-	// The command name is in parentheses and may hold spaces; fields
-	// after the last ')' are state, then ppid.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, false
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 2 {
-		return 0, false
-	}
-	ppid, err := strconv.Atoi(f[1])
-	return ppid, err == nil
+	ppid, _, ok := procStat(pid)
+	return ppid, ok
 }
 
 // ReapedCPU returns the user plus system time of all reaped descendants of
