@@ -22,13 +22,14 @@ type Verify string
 
 const (
 	// VerifyAuto, the default, compares a SHA-256 computed by the server
-	// for a resumed upload that kept more than the bytes compared on
-	// resume (requests in flight x chunk size, 2 MiB by default), when the
-	// account can run sha256sum, and checks the size of the others. Such a
-	// resume keeps a prefix an earlier attempt wrote of which only the tail
-	// was compared with the source; an upload sent whole in one attempt
-	// has every byte checked by SSH on the way, and a hash of each would
-	// cost a command per file.
+	// of the prefix a resumed upload kept, when it kept more than the
+	// bytes compared on resume (requests in flight x chunk size, 2 MiB by
+	// default) and the account can run commands (head and sha256sum, else
+	// sha256sum of the whole file), and checks the size of the others.
+	// Such a resume keeps a prefix an earlier attempt wrote of which only
+	// the tail was compared with the source; the bytes an attempt sends
+	// itself have every byte checked by SSH on the way and each write
+	// confirmed, and a hash of each upload would cost a command per file.
 	VerifyAuto Verify = "auto"
 	// VerifyNone checks the size only.
 	VerifyNone Verify = "none"
@@ -119,7 +120,8 @@ type Config struct {
 	// share connections; a large file is split over two of them.
 	Connections int
 	// Verify is the content check before publishing (default VerifyAuto:
-	// a server-side hash of resumed uploads, the size of the others).
+	// a server-side hash of the prefix resumed uploads kept, the size of
+	// the others).
 	Verify Verify
 	// Logger receives connection events and the verification used; nil
 	// discards.
