@@ -180,7 +180,7 @@ func (u *upload) verifyResumed(ctx context.Context, n int64) (string, error) {
 		return "", ctx.Err()
 	}
 	if ps.err != nil || ps.remote == emptySHA256 {
-		if !u.c.alive() {
+		if ps.err != nil && !u.c.alive() {
 			return "", ps.err
 		}
 		u.b.log.Debug("server could not hash the kept prefix; hashing the whole file", "path", u.p, "err", ps.err)
