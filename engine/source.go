@@ -18,8 +18,8 @@ import (
 
 // fileSource is a backends.Source over an open local file. Its size, mtime
 // and mode are those of the planned entry; Check proves the file still has
-// them, through the open descriptor and through the path, so that a file
-// rewritten in place or replaced by a rename is never published.
+// them through the path, which must still name the file opened, so that a
+// file rewritten in place or replaced by a rename is never published.
 //
 // It holds a bare descriptor rather than an *os.File: an os.File registers
 // every regular file with the runtime's poller (which refuses it) and
@@ -43,8 +43,10 @@ type fileSource struct {
 	counted atomic.Int64
 	onRead  func(n int64)
 
-	mu sync.RWMutex // read-held by ReadAt and Check, write-held by Close
+	mu sync.RWMutex // read-held by ReadAt and checkFd, write-held by Close
 	fd int          // -1 once closed
+	// dev and ino identify the file opened, set once at open.
+	dev, ino uint64
 }
 
 // errSourceClosed is returned by reads after Close.
@@ -60,7 +62,7 @@ func openSource(ctx context.Context, path string, entry backends.FileInfo, limit
 		return nil, fmt.Errorf("open source %s: %w", path, err)
 	}
 	s := &fileSource{ctx: ctx, fd: fd, path: path, entry: entry, limiter: limiter, onRead: onRead}
-	if _, err := s.checkFd(); err != nil {
+	if err := s.checkFd(); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -139,19 +141,16 @@ func (s *fileSource) Size() int64        { return s.entry.Size }
 func (s *fileSource) ModTime() time.Time { return s.entry.ModTime }
 func (s *fileSource) Mode() fs.FileMode  { return s.entry.Mode.Perm() }
 
-// Check implements backends.Source: both the open descriptor and the path
-// must still show the planned size and mtime, and the path must still name
-// the file that was opened. It costs two system calls: one fstat of the
-// descriptor, whose identity also serves the comparison with the path, and
-// one lstat of the path.
+// Check implements backends.Source: the path must still name the file
+// that was opened, with the planned size and mtime. It costs one lstat of
+// the path. The open descriptor needs no fstat of its own: while the path
+// names the same inode, the lstat shows that inode's size and mtime, so a
+// file rewritten in place is caught as surely as one replaced by a rename.
 func (s *fileSource) Check() error {
-	st, err := s.checkFd()
-	if err != nil {
-		return err
-	}
-	var pst unix.Stat_t
+	var st unix.Stat_t
+	var err error
 	for {
-		err = unix.Lstat(s.path, &pst)
+		err = unix.Lstat(s.path, &st)
 		if err != unix.EINTR {
 			break
 		}
@@ -162,14 +161,15 @@ func (s *fileSource) Check() error {
 		}
 		return fmt.Errorf("stat source %s: %w", s.path, err)
 	}
-	if pst.Dev != st.Dev || pst.Ino != st.Ino {
+	if st.Dev != s.dev || st.Ino != s.ino {
 		return fmt.Errorf("source %s was replaced: %w", s.path, backends.ErrSourceChanged)
 	}
-	return nil
+	return s.matches(&st)
 }
 
-// checkFd fstats the descriptor and compares it with the planned entry.
-func (s *fileSource) checkFd() (unix.Stat_t, error) {
+// checkFd fstats the descriptor, compares it with the planned entry and
+// notes its identity for Check.
+func (s *fileSource) checkFd() error {
 	var st unix.Stat_t
 	s.mu.RLock()
 	err := errSourceClosed
@@ -183,18 +183,25 @@ func (s *fileSource) checkFd() (unix.Stat_t, error) {
 	}
 	s.mu.RUnlock()
 	if err != nil {
-		return st, fmt.Errorf("stat source %s: %w", s.path, err)
+		return fmt.Errorf("stat source %s: %w", s.path, err)
 	}
+	s.dev, s.ino = st.Dev, st.Ino
+	return s.matches(&st)
+}
+
+// matches reports whether st is a regular file of the planned size and
+// mtime.
+func (s *fileSource) matches(st *unix.Stat_t) error {
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return st, fmt.Errorf("source %s is no longer a regular file: %w", s.path, backends.ErrSourceChanged)
+		return fmt.Errorf("source %s is no longer a regular file: %w", s.path, backends.ErrSourceChanged)
 	}
 	mtime := time.Unix(st.Mtim.Unix())
 	if st.Size != s.entry.Size || !mtime.Equal(s.entry.ModTime) {
-		return st, fmt.Errorf("source %s now has size %d mtime %s, planned %d %s: %w",
+		return fmt.Errorf("source %s now has size %d mtime %s, planned %d %s: %w",
 			s.path, st.Size, mtime.Format(time.RFC3339Nano),
 			s.entry.Size, s.entry.ModTime.Format(time.RFC3339Nano), backends.ErrSourceChanged)
 	}
-	return st, nil
+	return nil
 }
 
 // Close closes the file. It waits for reads in flight; a second Close
