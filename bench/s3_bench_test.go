@@ -83,7 +83,7 @@ func BenchmarkS3SmallFiles(b *testing.B) {
 	s := NewScenario("s3 loopback (versitygw posix): 10,000 x 4 KiB")
 	s.Want(Ratio{Num: "ferry", Den: "rclone", Info: true})
 	register(s)
-	runSide(b, s, s3Tools(b, srv), side{src: src, prepare: s3Dst(srv, "s3-small"), check: sameTree, done: removeDst})
+	runSide(b, s, s3Tools(b, srv), side{src: src, prepare: s3Dst(srv, "s3-small"), check: sameTree, done: asideDst(b)})
 	report(b, s)
 }
 

@@ -149,7 +149,7 @@ func BenchmarkSFTPSmallFiles(b *testing.B) {
 		}},
 	}
 	tools = withBefore(s, srv, tools)
-	runSide(b, s, tools, side{src: src, prepare: remoteDst(b, srv, "sftp-small"), check: sameTree, done: removeDst, server: srv.PID})
+	runSide(b, s, tools, side{src: src, prepare: remoteDst(b, srv, "sftp-small"), check: sameTree, done: asideDst(b), server: srv.PID})
 	report(b, s)
 }
 
