@@ -3,10 +3,13 @@ package bench
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ferrysync/ferry/integration/sshd"
 )
@@ -149,8 +152,50 @@ func BenchmarkSFTPSmallFiles(b *testing.B) {
 		}},
 	}
 	tools = withBefore(s, srv, tools)
+	noteShellStart(s, srv.User())
 	runSide(b, s, tools, side{src: src, prepare: remoteDst(b, srv, "sftp-small"), check: sameTree, done: asideDst(b), server: srv.PID})
 	report(b, s)
+}
+
+// noteShellStart notes how long the login shell of user takes to start the
+// way sshd starts it for a command: rsync's server side runs through it,
+// ferry's SFTP session does not, so a slow shell start (a ~/.bashrc that
+// runs a version manager, say) is part of rsync's time here and would not
+// be on a plain Debian server.
+func noteShellStart(s *Scenario, user string) {
+	shell := loginShell(user)
+	if shell == "" {
+		return
+	}
+	home, _ := os.UserHomeDir()
+	var took []time.Duration
+	for range 5 {
+		cmd := exec.Command(shell, "-c", "true")
+		// bash reads ~/.bashrc when SSH_CLIENT says sshd started it.
+		cmd.Env = []string{"HOME=" + home, "USER=" + user, "SSH_CLIENT=127.0.0.1 40000 22", "PATH=/usr/bin:/bin"}
+		t0 := time.Now()
+		if cmd.Run() != nil {
+			return
+		}
+		took = append(took, time.Since(t0))
+	}
+	slices.Sort(took)
+	s.Note("%s's login shell %s starts in %s (median of 5) as sshd starts it for rsync's server side; ferry's SFTP session needs no shell", user, shell, took[2].Round(time.Millisecond))
+}
+
+// loginShell returns user's shell from /etc/passwd, or "".
+func loginShell(user string) string {
+	data, err := os.ReadFile("/etc/passwd")
+	if err != nil {
+		return ""
+	}
+	for line := range strings.Lines(string(data)) {
+		f := strings.Split(strings.TrimSpace(line), ":")
+		if len(f) == 7 && f[0] == user {
+			return f[6]
+		}
+	}
+	return ""
 }
 
 // quote makes a path safe for an sftp batch line or an ssh command line.
