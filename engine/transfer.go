@@ -236,7 +236,9 @@ func Execute(ctx context.Context, plan Plan, srcRoot string, target backends.Bac
 		if phase[0].Kind == OpDelete {
 			e.cleanPartials(ctx, plan.Ops)
 		}
+		t0 := time.Now()
 		e.runPhase(ctx, phase)
+		e.log.Debug("phase done", "ops", len(phase), "first", phase[0].Kind.String(), "took", time.Since(t0))
 	}
 	e.cleanPartials(ctx, plan.Ops)
 	if len(e.rep.Vanished) > 0 {
