@@ -66,6 +66,9 @@ func Dial(ctx context.Context, cfg Config) (*Backend, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sftp %s: %w", r.addr, err)
 	}
+	if err := loadHopCreds(r); err != nil {
+		return nil, fmt.Errorf("sftp %s: %w", r.addr, err)
+	}
 	b := &Backend{cfg: r, hk: hk, keys: k, log: r.Logger, root: path.Clean(r.Root),
 		slots: make([]slot, r.Connections), bulk: make(chan struct{}, maxBulkUploads),
 		splitAt: splitThreshold, splitRTT: splitRoundTrip}

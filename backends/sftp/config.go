@@ -155,10 +155,25 @@ type resolved struct {
 	knownHosts []string
 	identities []string
 	explicitID bool // identities were named, not guessed
+	// jumps are the hosts the connection goes through, in order (ProxyJump
+	// in the SSH config); each reaches the next, the last the target.
+	jumps []*resolved
+	creds *hopCreds // a jump host's keys and known hosts, once loaded
 }
 
 // resolve applies the SSH config and the defaults.
 func (c Config) resolve() (*resolved, error) {
+	return c.resolveHop(0, true)
+}
+
+// maxJumpDepth bounds how deep jump hosts may themselves be reached
+// through jump hosts, which also ends a ProxyJump loop.
+const maxJumpDepth = 8
+
+// resolveHop is resolve for a host reached through depth levels of jump
+// hosts; its own ProxyJump is followed only when jumps is set (as OpenSSH
+// does, only the first host of a ProxyJump list is reached by its own).
+func (c Config) resolveHop(depth int, jumps bool) (*resolved, error) {
 	if c.Host == "" {
 		return nil, errors.New("sftp: no host given")
 	}
@@ -264,6 +279,18 @@ func (c Config) resolve() (*resolved, error) {
 	}
 	if r.Logger == nil {
 		r.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if pc := get("ProxyCommand"); pc != "" && !strings.EqualFold(pc, "none") {
+		return nil, fmt.Errorf("sftp: ssh config: Host %s: ProxyCommand is not supported; "+
+			"reach the server through a jump host with ProxyJump instead", c.Host)
+	}
+	if pj := get("ProxyJump"); jumps && pj != "" && !strings.EqualFold(pj, "none") {
+		if depth >= maxJumpDepth {
+			return nil, fmt.Errorf("sftp: ssh config: Host %s: ProxyJump nests more than %d jump hosts deep (a loop?)", c.Host, maxJumpDepth)
+		}
+		if r.jumps, err = c.resolveJumps(pj, depth); err != nil {
+			return nil, fmt.Errorf("sftp: ssh config: Host %s: %w", c.Host, err)
+		}
 	}
 	return r, nil
 }

@@ -81,7 +81,7 @@ func (c *conn) alive() bool {
 // they belong to.
 func (c *conn) abandon(why string) {
 	if c.net != nil {
-		if tc, ok := c.net.Conn.(*net.TCPConn); ok {
+		if tc := underlyingTCP(c.net.Conn); tc != nil {
 			tc.SetLinger(0)
 		}
 	}
@@ -112,72 +112,20 @@ func (c *conn) reason() string {
 // keepalive.
 func (b *Backend) dial(ctx context.Context, id int) (*conn, error) {
 	r := b.cfg
-	dctx, cancel := context.WithTimeout(ctx, r.DialTimeout)
-	defer cancel()
-	dialFn := r.Dial
-	if dialFn == nil {
-		d := &net.Dialer{KeepAlive: r.KeepaliveInterval}
-		dialFn = d.DialContext
-	}
-	nc, err := dialFn(dctx, "tcp", r.addr)
+	nc, err := b.dialPath(ctx, r)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("dial %s: %w", r.addr, ctx.Err())
-		}
-		return nil, fmt.Errorf("dial %s: %w: %w", r.addr, backends.ErrUnreachable, err)
-	}
-	if tc, ok := nc.(*net.TCPConn); ok {
-		setUserTimeout(tc, max(r.StallTimeout, r.KeepaliveInterval*time.Duration(r.KeepaliveMaxMissed)))
-	}
-	methods, closeAgent, err := b.keys.authMethods(r)
-	note := b.keys.note
-	if err != nil {
-		nc.Close()
 		return nil, err
-	}
-	defer closeAgent()
-	var hostErr error
-	hostOK := false
-	check := b.hk.callback(func(msg string, args ...any) { b.log.Warn(msg, args...) }, &hostErr)
-	cc := &ssh.ClientConfig{
-		User: r.User,
-		Auth: methods,
-		HostKeyCallback: func(h string, a net.Addr, k ssh.PublicKey) error {
-			if _, ok := a.(*net.TCPAddr); !ok {
-				// A custom Dial (a proxy, a pipe) has no meaningful remote
-				// address; the key is checked against the name dialled.
-				a = dialledAddr(r.addr)
-			}
-			err := check(h, a, k)
-			hostOK = err == nil
-			return err
-		},
-		HostKeyAlgorithms: b.hk.algorithms(r.addr),
-		Timeout:           r.DialTimeout,
-		Config:            ssh.Config{Ciphers: cipherPreference},
 	}
 	link := newLinkConn(nc)
 	nc = link
 	nc.SetDeadline(time.Now().Add(r.DialTimeout))
 	stop := context.AfterFunc(ctx, func() { nc.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
-	sc, chans, reqs, err := ssh.NewClientConn(nc, r.addr, cc)
+	client, err := b.handshake(ctx, nc, r, b.hk, b.keys)
 	if err != nil {
 		nc.Close()
-		switch {
-		case hostErr != nil:
-			return nil, hostErr
-		case ctx.Err() != nil:
-			return nil, fmt.Errorf("ssh handshake with %s: %w", r.addr, ctx.Err())
-		case hostOK && !isNetErr(err):
-			if note != "" {
-				return nil, fmt.Errorf("ssh %s@%s: %s: %w: %w", r.User, r.addr, note, backends.ErrAuth, err)
-			}
-			return nil, fmt.Errorf("ssh %s@%s: %w: %w", r.User, r.addr, backends.ErrAuth, err)
-		}
-		return nil, fmt.Errorf("ssh handshake with %s: %w: %w", r.addr, backends.ErrUnreachable, err)
+		return nil, err
 	}
-	client := ssh.NewClient(sc, chans, reqs)
 	opts := []sftp.ClientOption{
 		sftp.MaxConcurrentRequestsPerFile(r.RequestsInFlight),
 		sftp.UseConcurrentReads(true),
@@ -233,6 +181,56 @@ func (b *Backend) dial(ctx context.Context, id int) (*conn, error) {
 	b.log.Debug("sftp connected", "addr", r.addr, "user", r.User, "conn", id,
 		"posix-rename", c.posixRename, "statvfs", c.statVFS)
 	return c, nil
+}
+
+// handshake runs the SSH handshake with r's server over nc: its host key
+// checked against hk, then authentication with k's keys, ssh-agent's and
+// the password. The caller bounds it with a deadline on nc. A host key
+// refused or credentials refused wrap backends.ErrAuth; anything else
+// (the link broke off) wraps backends.ErrUnreachable.
+func (b *Backend) handshake(ctx context.Context, nc net.Conn, r *resolved, hk *hostKeys, k *keys) (*ssh.Client, error) {
+	methods, closeAgent, err := k.authMethods(r)
+	if err != nil {
+		return nil, err
+	}
+	defer closeAgent()
+	var hostErr error
+	hostOK := false
+	check := hk.callback(func(msg string, args ...any) { b.log.Warn(msg, args...) }, &hostErr)
+	cc := &ssh.ClientConfig{
+		User: r.User,
+		Auth: methods,
+		HostKeyCallback: func(h string, a net.Addr, key ssh.PublicKey) error {
+			if ta, ok := a.(*net.TCPAddr); !ok || ta.IP.IsUnspecified() {
+				// A custom Dial (a proxy, a pipe) or a jump host's channel
+				// has no meaningful remote address; the key is checked
+				// against the name dialled.
+				a = dialledAddr(r.addr)
+			}
+			err := check(h, a, key)
+			hostOK = err == nil
+			return err
+		},
+		HostKeyAlgorithms: hk.algorithms(r.addr),
+		Timeout:           r.DialTimeout,
+		Config:            ssh.Config{Ciphers: cipherPreference},
+	}
+	sc, chans, reqs, err := ssh.NewClientConn(nc, r.addr, cc)
+	if err != nil {
+		switch {
+		case hostErr != nil:
+			return nil, hostErr
+		case ctx.Err() != nil:
+			return nil, fmt.Errorf("ssh handshake with %s: %w", r.addr, ctx.Err())
+		case hostOK && !isNetErr(err):
+			if k.note != "" {
+				return nil, fmt.Errorf("ssh %s@%s: %s: %w: %w", r.User, r.addr, k.note, backends.ErrAuth, err)
+			}
+			return nil, fmt.Errorf("ssh %s@%s: %w: %w", r.User, r.addr, backends.ErrAuth, err)
+		}
+		return nil, fmt.Errorf("ssh handshake with %s: %w: %w", r.addr, backends.ErrUnreachable, err)
+	}
+	return ssh.NewClient(sc, chans, reqs), nil
 }
 
 // keepalive sends keepalive@openssh.com every interval and closes the

@@ -5,5 +5,6 @@
 // published with posix-rename@openssh.com. pkg/sftp serves most calls; new
 // partials go over a small SFTP client of ferry's own on a second session
 // of each connection, which creates them owner-only in the OPEN itself and
-// sends each small file's requests together.
+// sends each small file's requests together. A server behind jump hosts
+// (ProxyJump in the SSH config) is reached through them (see jump.go).
 package sftp
