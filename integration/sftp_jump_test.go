@@ -2,6 +2,8 @@ package integration
 
 import (
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,8 +23,8 @@ import (
 // in the middle of an upload must be survived like any other (a new path
 // through the jump host, the upload resumed); a jump host with an unknown
 // key must stop the run before anything is sent to the target; and a
-// ProxyCommand, which ferry does not run, must be refused rather than
-// silently bypassed.
+// ProxyCommand beside the ProxyJump must be refused, since the config
+// parser cannot tell which came first (OpenSSH takes that one).
 func TestSFTPProxyJump(t *testing.T) {
 	const large = 32 << 20
 	cases := []struct {
@@ -37,7 +39,7 @@ func TestSFTPProxyJump(t *testing.T) {
 		{name: "through the jump host", trustJump: true, wantExit: ferrybin.ExitOK},
 		{name: "reset at the jump host", trustJump: true, reset: true, wantExit: ferrybin.ExitOK, wantResume: true},
 		{name: "jump host key unknown", wantExit: ferrybin.ExitUnreachable, wantInErr: []string{"jump host", "is unknown"}},
-		{name: "ProxyCommand refused", trustJump: true, extra: "  ProxyCommand nc %h %p\n", wantExit: ferrybin.ExitUsage, wantInErr: []string{"ProxyCommand is not supported"}},
+		{name: "ProxyCommand beside it", trustJump: true, extra: "  ProxyCommand nc %h %p\n", wantExit: ferrybin.ExitUsage, wantInErr: []string{"keep one"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -96,6 +98,108 @@ func TestSFTPProxyJump(t *testing.T) {
 			}
 			if resumed := verifiedRE.MatchString(res.Stderr); resumed != tc.wantResume {
 				t.Errorf("upload resumed: %v, want %v\n%s", resumed, tc.wantResume, res.Stderr)
+			}
+		})
+	}
+}
+
+// relayEnv makes the test binary a proxy command (see relay).
+const relayEnv = "FERRY_TEST_RELAY"
+
+// relayHost is the host name the proxy command test gives the server: it
+// does not resolve, so only a connection through the command reaches it.
+const relayHost = "relayed.invalid"
+
+// relay is the test binary run as a ProxyCommand with the arguments HOST
+// PORT: it connects to 127.0.0.1:PORT when HOST is relayHost and copies
+// standard input to the connection and the connection to standard output,
+// as `nc` would.
+func relay(args []string) int {
+	if len(args) != 2 || args[0] != relayHost {
+		fmt.Fprintf(os.Stderr, "relay: want %s PORT, got %q\n", relayHost, args)
+		return 2
+	}
+	c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", args[1]))
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "relay: %v\n", err)
+		return 1
+	}
+	go func() {
+		io.Copy(c, os.Stdin)
+		c.(*net.TCPConn).CloseWrite()
+	}()
+	io.Copy(os.Stdout, c)
+	return 0
+}
+
+// TestSFTPProxyCommand reaches the server through a ProxyCommand: the
+// test binary itself, which connects to the fault proxy in front of sshd.
+// The server's HostName does not resolve, so a run that ignored the
+// command could not connect at all. A reset in the middle of an upload
+// ends the command's connection; the retry must run the command again and
+// resume. A command that fails must fail the run with what it wrote to
+// standard error.
+func TestSFTPProxyCommand(t *testing.T) {
+	const large = 32 << 20
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name      string
+		command   string // "" runs the relay
+		reset     bool
+		wantExit  int
+		wantInErr string
+	}{
+		{name: "through the command", wantExit: ferrybin.ExitOK},
+		{name: "reset through the command", reset: true, wantExit: ferrybin.ExitOK},
+		{name: "command fails", command: "sh -c 'echo bastion says no >&2; exit 7'", wantExit: ferrybin.ExitUnreachable, wantInErr: "bastion says no"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := treecheck.Spec{Seed: testSeed(t), Dirs: 2, SmallFiles: 8, LargeFiles: 1, LargeMin: large, LargeMax: large}
+			r := newSFTPRig(t, sshd.Options{}, spec)
+			_, port, _ := strings.Cut(r.proxy.Addr(), ":")
+			kh, err := r.srv.KnownHostsFor(net.JoinHostPort(relayHost, port))
+			if err != nil {
+				t.Fatal(err)
+			}
+			command := tc.command
+			if command == "" {
+				command = fmt.Sprintf("env %s=1 '%s' %%h %%p", relayEnv, self)
+			}
+			cfg := fmt.Sprintf("Host target\n  HostName %s\n  Port %s\n  User %s\n  ProxyCommand %s\n", relayHost, port, r.srv.User(), command)
+			cfgPath := filepath.Join(t.TempDir(), "ssh_config")
+			if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if tc.reset {
+				r.proxy.ResetAfter(large / 2)
+			}
+			res := ferrybin.Run(t, 2*time.Minute, "sync", r.src, "sftp://target"+r.dst, "--identity", r.srv.ClientKeyPath(),
+				"--known-hosts", kh, "--ssh-config", cfgPath, "--retries", "3")
+			if res.ExitCode != tc.wantExit {
+				t.Fatalf("exit %d, want %d\nssh config:\n%s\n%s", res.ExitCode, tc.wantExit, cfg, res)
+			}
+			if tc.wantExit != ferrybin.ExitOK {
+				t.Logf("refused: %s", strings.TrimSpace(res.Stderr))
+				if !strings.Contains(res.Stderr, tc.wantInErr) {
+					t.Errorf("error output lacks %q:\n%s", tc.wantInErr, res.Stderr)
+				}
+				return
+			}
+			r.check(t)
+			if up := r.proxy.BytesUp(); up < large {
+				t.Errorf("only %d bytes went through the proxy command for a tree with a %d-byte file", up, large)
+			}
+			if tc.reset {
+				if r.proxy.Armed() {
+					t.Fatalf("the reset never fired: %d bytes went up", r.proxy.BytesUp())
+				}
+				if !verifiedRE.MatchString(res.Stderr) {
+					t.Errorf("the upload did not resume after the reset:\n%s", res.Stderr)
+				}
 			}
 		})
 	}

@@ -158,7 +158,10 @@ type resolved struct {
 	// jumps are the hosts the connection goes through, in order (ProxyJump
 	// in the SSH config); each reaches the next, the last the target.
 	jumps []*resolved
-	creds *hopCreds // a jump host's keys and known hosts, once loaded
+	// proxyCommand is ProxyCommand with its tokens expanded: the command
+	// whose standard input and output lead to the server.
+	proxyCommand string
+	creds        *hopCreds // a jump host's keys and known hosts, once loaded
 }
 
 // resolve applies the SSH config and the defaults.
@@ -280,11 +283,22 @@ func (c Config) resolveHop(depth int, jumps bool) (*resolved, error) {
 	if r.Logger == nil {
 		r.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	if pc := get("ProxyCommand"); pc != "" && !strings.EqualFold(pc, "none") {
-		return nil, fmt.Errorf("sftp: ssh config: Host %s: ProxyCommand is not supported; "+
-			"reach the server through a jump host with ProxyJump instead", c.Host)
+	pc, pj := get("ProxyCommand"), get("ProxyJump")
+	if strings.EqualFold(pc, "none") {
+		pc = ""
 	}
-	if pj := get("ProxyJump"); jumps && pj != "" && !strings.EqualFold(pj, "none") {
+	if strings.EqualFold(pj, "none") {
+		pj = ""
+	}
+	switch {
+	case !jumps:
+		// Reached through the jump host before it, as OpenSSH does.
+	case pc != "" && pj != "":
+		// OpenSSH takes whichever comes first; the parser cannot tell.
+		return nil, fmt.Errorf("sftp: ssh config: Host %s: both ProxyCommand and ProxyJump are set; keep one", c.Host)
+	case pc != "":
+		r.proxyCommand = expandProxyCommand(pc, r)
+	case pj != "":
 		if depth >= maxJumpDepth {
 			return nil, fmt.Errorf("sftp: ssh config: Host %s: ProxyJump nests more than %d jump hosts deep (a loop?)", c.Host, maxJumpDepth)
 		}

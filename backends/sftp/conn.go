@@ -123,6 +123,7 @@ func (b *Backend) dial(ctx context.Context, id int) (*conn, error) {
 	defer stop()
 	client, err := b.handshake(ctx, nc, r, b.hk, b.keys)
 	if err != nil {
+		err = explainVia(nc, err)
 		nc.Close()
 		return nil, err
 	}

@@ -6,5 +6,6 @@
 // partials go over a small SFTP client of ferry's own on a second session
 // of each connection, which creates them owner-only in the OPEN itself and
 // sends each small file's requests together. A server behind jump hosts
-// (ProxyJump in the SSH config) is reached through them (see jump.go).
+// (ProxyJump in the SSH config) is reached through them (jump.go), one
+// behind a ProxyCommand through the command (proxycmd.go).
 package sftp

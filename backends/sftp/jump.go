@@ -109,9 +109,12 @@ func loadHopCreds(r *resolved) error {
 	return nil
 }
 
-// dialPath opens the transport to r's server: a TCP connection, or one
-// through r's jump hosts.
+// dialPath opens the transport to r's server: a TCP connection, one
+// through r's jump hosts, or r's proxy command.
 func (b *Backend) dialPath(ctx context.Context, r *resolved) (net.Conn, error) {
+	if r.proxyCommand != "" {
+		return dialCommand(ctx, r)
+	}
 	if len(r.jumps) == 0 {
 		return dialTCP(ctx, r)
 	}
@@ -195,7 +198,7 @@ func (b *Backend) hopHandshake(ctx context.Context, nc net.Conn, j *resolved) (*
 	defer stop()
 	client, err := b.handshake(ctx, nc, j, j.creds.hk, j.creds.keys)
 	if err != nil {
-		return nil, err
+		return nil, explainVia(nc, err)
 	}
 	if !stop() {
 		client.Close()

@@ -42,7 +42,8 @@ func TestParseJumps(t *testing.T) {
 
 // TestResolveJumps: each jump host is resolved from the SSH config like the
 // target; only the first one's own ProxyJump is followed; "none" means no
-// jump; a loop is an error, as is a ProxyCommand.
+// jump; a loop is an error, as are ProxyCommand and ProxyJump together; a
+// ProxyCommand's tokens are expanded as OpenSSH does.
 func TestResolveJumps(t *testing.T) {
 	cfg := `Host target
   HostName 10.0.0.5
@@ -72,7 +73,13 @@ Host loop2
   ProxyJump loop1
 
 Host piped
-  ProxyCommand ssh -W %h:%p bastion
+  HostName 10.0.0.7
+  Port 2222
+  ProxyCommand ssh -W %h:%p -l %r -o Tag=%n-100%% bastion
+
+Host both
+  ProxyCommand nc %h %p
+  ProxyJump edge
 `
 	path := filepath.Join(t.TempDir(), "config")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
@@ -111,8 +118,15 @@ Host piped
 	if _, err := (Config{Host: "loop1", User: "me", SSHConfigFile: path}).resolve(); err == nil || !strings.Contains(err.Error(), "deep") {
 		t.Errorf("ProxyJump loop: err %v, want one about nesting", err)
 	}
-	if _, err := (Config{Host: "piped", User: "me", SSHConfigFile: path}).resolve(); err == nil || !strings.Contains(err.Error(), "ProxyCommand") {
-		t.Errorf("ProxyCommand: err %v, want one naming it", err)
+	r, err = Config{Host: "piped", User: "me", SSHConfigFile: path}.resolve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "ssh -W 10.0.0.7:2222 -l me -o Tag=piped-100% bastion"; r.proxyCommand != want {
+		t.Errorf("ProxyCommand expanded to %q, want %q", r.proxyCommand, want)
+	}
+	if _, err := (Config{Host: "both", User: "me", SSHConfigFile: path}).resolve(); err == nil || !strings.Contains(err.Error(), "keep one") {
+		t.Errorf("ProxyCommand and ProxyJump: err %v, want one asking to keep one", err)
 	}
 }
 
