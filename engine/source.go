@@ -161,7 +161,7 @@ func (s *fileSource) Check() error {
 		}
 		return fmt.Errorf("stat source %s: %w", s.path, err)
 	}
-	if st.Dev != s.dev || st.Ino != s.ino {
+	if uint64(st.Dev) != s.dev || uint64(st.Ino) != s.ino {
 		return fmt.Errorf("source %s was replaced: %w", s.path, backends.ErrSourceChanged)
 	}
 	return s.matches(&st)
@@ -185,7 +185,7 @@ func (s *fileSource) checkFd() error {
 	if err != nil {
 		return fmt.Errorf("stat source %s: %w", s.path, err)
 	}
-	s.dev, s.ino = st.Dev, st.Ino
+	s.dev, s.ino = uint64(st.Dev), uint64(st.Ino)
 	return s.matches(&st)
 }
 
