@@ -1,6 +1,7 @@
 package sftp
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -186,6 +187,11 @@ func loadKeys(r *resolved) (*keys, error) {
 		}
 		k.signers = append(k.signers, s)
 	}
+	certs, err := loadCerts(r)
+	if err != nil {
+		return nil, err
+	}
+	k.signers = withCerts(k.signers, certs)
 	if len(skipped) > 0 {
 		how := "set Passphrase, or PassphraseEnv to the name of an environment variable (e.g. FERRY_SSH_PASSPHRASE) holding the passphrase"
 		if r.PassphraseEnv != "" {
@@ -198,6 +204,73 @@ func loadKeys(r *resolved) (*keys, error) {
 		}
 	}
 	return k, nil
+}
+
+// loadCerts reads the user certificates that go with the identities, as
+// OpenSSH finds them: the SSH config's CertificateFile entries (which must
+// exist and hold a certificate) and FILE-cert.pub beside each identity FILE
+// (used where it exists and holds one).
+func loadCerts(r *resolved) ([]*ssh.Certificate, error) {
+	var certs []*ssh.Certificate
+	read := func(f string, named bool) error {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			if !named && errors.Is(err, os.ErrNotExist) {
+				return nil
+			}
+			return fmt.Errorf("certificate %s: %w: %w", f, backends.ErrAuth, err)
+		}
+		pub, _, _, _, err := ssh.ParseAuthorizedKey(data)
+		if err != nil {
+			if !named {
+				return nil // as OpenSSH, which skips a broken one it only guessed
+			}
+			return fmt.Errorf("certificate %s: %w: %w", f, backends.ErrAuth, err)
+		}
+		cert, ok := pub.(*ssh.Certificate)
+		if !ok {
+			if !named {
+				return nil
+			}
+			return fmt.Errorf("certificate %s: %w: it holds a plain %s key, not a certificate", f, backends.ErrAuth, pub.Type())
+		}
+		certs = append(certs, cert)
+		return nil
+	}
+	for _, f := range r.certFiles {
+		if err := read(f, true); err != nil {
+			return nil, err
+		}
+	}
+	for _, f := range r.identities {
+		if err := read(f+"-cert.pub", false); err != nil {
+			return nil, err
+		}
+	}
+	return certs, nil
+}
+
+// withCerts puts a certificate signer before each key that a certificate
+// certifies, the order OpenSSH offers them in. A certificate whose key is
+// not among the signers is left to ssh-agent, which offers the
+// certificates it holds itself.
+func withCerts(signers []ssh.Signer, certs []*ssh.Certificate) []ssh.Signer {
+	if len(certs) == 0 {
+		return signers
+	}
+	var out []ssh.Signer
+	for _, s := range signers {
+		pub := s.PublicKey().Marshal()
+		for _, c := range certs {
+			if bytes.Equal(c.Key.Marshal(), pub) {
+				if cs, err := ssh.NewCertSigner(c, s); err == nil {
+					out = append(out, cs)
+				}
+			}
+		}
+		out = append(out, s)
+	}
+	return out
 }
 
 // authMethods offers the loaded keys, then ssh-agent's, then the password

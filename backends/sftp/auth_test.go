@@ -2,6 +2,9 @@ package sftp
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -176,5 +179,77 @@ func TestUnreachable(t *testing.T) {
 	wantErr(t, err, backends.ErrUnreachable)
 	if backends.IsPermanent(err) {
 		t.Errorf("unreachable should be retryable: %v", err)
+	}
+}
+
+// TestLoadCerts: a certificate goes before the key it certifies, from
+// FILE-cert.pub beside an identity or from CertificateFile; a named
+// certificate that is missing or no certificate is an error, a guessed one
+// is skipped.
+func TestLoadCerts(t *testing.T) {
+	dir := t.TempDir()
+	newKey := func(name string) (string, ssh.Signer) {
+		_, priv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := ssh.NewSignerFromKey(priv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blk, err := ssh.MarshalPrivateKey(priv, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, pem.EncodeToMemory(blk), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p, s
+	}
+	idA, a := newKey("a")
+	idB, b := newKey("b")
+	_, ca := newKey("ca")
+	certFor := func(s ssh.Signer) []byte {
+		c := &ssh.Certificate{Key: s.PublicKey(), CertType: ssh.UserCert, ValidPrincipals: []string{"u"}, ValidBefore: ssh.CertTimeInfinity}
+		if err := c.SignCert(rand.Reader, ca); err != nil {
+			t.Fatal(err)
+		}
+		return ssh.MarshalAuthorizedKey(c)
+	}
+	write := func(name string, data []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	write("a-cert.pub", certFor(a))
+	named := write("b.crt", certFor(b))
+	kinds := func(r *resolved) string {
+		k, err := loadKeys(r)
+		if err != nil {
+			return "error: " + err.Error()
+		}
+		var out []string
+		for _, s := range k.signers {
+			out = append(out, s.PublicKey().Type())
+		}
+		return strings.Join(out, " ")
+	}
+	r := &resolved{identities: []string{idA, idB}, explicitID: true, certFiles: []string{named}}
+	if got, want := kinds(r), "ssh-ed25519-cert-v01@openssh.com ssh-ed25519 ssh-ed25519-cert-v01@openssh.com ssh-ed25519"; got != want {
+		t.Errorf("signers = %s, want %s", got, want)
+	}
+	write("b-cert.pub", []byte("not a certificate\n"))
+	r = &resolved{identities: []string{idB}, explicitID: true}
+	if got, want := kinds(r), "ssh-ed25519"; got != want {
+		t.Errorf("with a broken guessed certificate: signers = %s, want %s", got, want)
+	}
+	for _, f := range []string{filepath.Join(dir, "missing.pub"), idA + ".pub-not-there", write("plain.pub", ssh.MarshalAuthorizedKey(a.PublicKey()))} {
+		r = &resolved{identities: []string{idA}, explicitID: true, certFiles: []string{f}}
+		if got := kinds(r); !strings.HasPrefix(got, "error: ") {
+			t.Errorf("CertificateFile %s: signers %s, want an error", filepath.Base(f), got)
+		}
 	}
 }

@@ -154,7 +154,8 @@ type resolved struct {
 	alias      string // Host as given
 	knownHosts []string
 	identities []string
-	explicitID bool // identities were named, not guessed
+	explicitID bool     // identities were named, not guessed
+	certFiles  []string // CertificateFile entries of the SSH config
 	// jumps are the hosts the connection goes through, in order (ProxyJump
 	// in the SSH config); each reaches the next, the last the target.
 	jumps []*resolved
@@ -233,6 +234,9 @@ func (c Config) resolveHop(depth int, jumps bool) (*resolved, error) {
 		r.identities = append(r.identities, exp(f))
 	}
 	r.explicitID = len(r.identities) > 0
+	for _, f := range getAll("CertificateFile") {
+		r.certFiles = append(r.certFiles, exp(f))
+	}
 	if !r.explicitID {
 		for _, n := range []string{"id_ed25519", "id_ecdsa", "id_rsa"} {
 			p := exp("~/.ssh/" + n)
