@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferrysync/ferry/integration/faultproxy"
 	"github.com/ferrysync/ferry/integration/ferrybin"
 	"github.com/ferrysync/ferry/integration/sshd"
 	"github.com/ferrysync/ferry/integration/treecheck"
@@ -202,5 +203,61 @@ func TestSFTPProxyCommand(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSFTPProxyJumpBlackHole stops every byte at the jump host in the
+// middle of an upload, the sockets left open. The keepalive runs end to end,
+// through the jump host, so it must declare the connection dead within its
+// bound; ferry must then go through the jump host again and, once the link
+// passes, finish the job.
+func TestSFTPProxyJumpBlackHole(t *testing.T) {
+	const (
+		size  = 64 << 20
+		bound = 3*time.Second + 10*time.Second // keepalive 1s x 3, and slack
+	)
+	r := newSFTPRig(t, sshd.Options{}, treecheck.Spec{Seed: testSeed(t), LargeFiles: 1, LargeMin: size, LargeMax: size})
+	kh, err := os.ReadFile(r.srv.KnownHostsPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	jump, err := os.ReadFile(r.knownHosts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	khPath := filepath.Join(dir, "known_hosts")
+	if err := os.WriteFile(khPath, append(kh, jump...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	jumpHost, jumpPort, _ := strings.Cut(r.proxy.Addr(), ":")
+	host, port, _ := strings.Cut(r.srv.Addr(), ":")
+	cfg := fmt.Sprintf("Host target\n  HostName %s\n  Port %s\n  ProxyJump %s@%s:%s\n", host, port, r.srv.User(), jumpHost, jumpPort)
+	cfgPath := filepath.Join(dir, "ssh_config")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.proxy.FireAfter(size/2, faultproxy.FaultBlackHole)
+	p := ferrybin.Start(t, "-v", "sync", r.src, "sftp://"+r.srv.User()+"@target"+r.dst, "--identity", r.srv.ClientKeyPath(),
+		"--known-hosts", khPath, "--ssh-config", cfgPath, "--retries", "3",
+		"--keepalive", "1s", "--keepalive-max-missed", "3", "--stall-timeout", "2m")
+	fired := waitFor(t, p, 60*time.Second, "the black hole to fire", func() bool { return !r.proxy.Armed() })
+	accepted := r.proxy.Accepted()
+	r.checkTorn(t)
+	waitFor(t, p, bound+30*time.Second, "ferry to go through the jump host again", func() bool { return r.proxy.Accepted() > accepted })
+	r.proxy.Pass()
+	res := p.Wait()
+	if res.ExitCode != ferrybin.ExitOK {
+		t.Fatalf("sync through a black hole at the jump host: %s", res)
+	}
+	r.check(t)
+	dead, ok := logTime(res.Stderr, "sftp connection dead")
+	if !ok {
+		t.Fatalf("no \"sftp connection dead\" in the log: the keepalive did not see the black hole\n%s", res)
+	}
+	if detect := dead.Sub(fired); detect > bound {
+		t.Errorf("black hole at the jump host detected after %v, want within %v", detect, bound)
+	} else {
+		t.Logf("black hole at the jump host detected after %v; job done in %v", detect.Round(time.Millisecond), res.Duration.Round(time.Millisecond))
 	}
 }
