@@ -76,17 +76,29 @@ func (hk *hostKeys) callback(log func(msg string, args ...any), failed *error) s
 }
 
 func (hk *hostKeys) check(hostname string, remote net.Addr, key ssh.PublicKey, log func(string, ...any)) error {
-	fp := ssh.FingerprintSHA256(key)
 	var kerr *xknownhosts.KeyError
+	certNote := ""
 	if db := hk.getDB(); db != nil {
 		err := db.HostKeyCallback()(hostname, remote, key)
 		if err == nil {
 			return nil
 		}
-		if !errors.As(err, &kerr) {
-			return fmt.Errorf("host key of %s: %w: %w", hostname, backends.ErrAuth, err)
+		if cert, ok := key.(*ssh.Certificate); ok && !errors.As(err, &kerr) {
+			// As OpenSSH does, a host certificate that no @cert-authority
+			// line vouches for is judged by the plain key it certifies.
+			certNote = fmt.Sprintf(" (the server's certificate for it is signed by CA %s, which no @cert-authority line trusts for this host)",
+				ssh.FingerprintSHA256(cert.SignatureKey))
+			key = cert.Key
+			if err = db.HostKeyCallback()(hostname, remote, key); err == nil {
+				return nil
+			}
 		}
+		if !errors.As(err, &kerr) {
+			return fmt.Errorf("host key of %s%s: %w: %w", hostname, certNote, backends.ErrAuth, err)
+		}
+		kerr.Want = plainKeys(db, hostname, kerr.Want)
 	}
+	fp := ssh.FingerprintSHA256(key)
 	where := knownhosts.Normalize(hostname)
 	if kerr != nil && len(kerr.Want) > 0 {
 		w := kerr.Want[0]
@@ -96,15 +108,38 @@ func (hk *hostKeys) check(hostname string, remote net.Addr, key ssh.PublicKey, l
 			where, key.Type(), fp, w.Filename, w.Line, ssh.FingerprintSHA256(w.Key), w.Line, w.Filename, backends.ErrAuth)
 	}
 	if !hk.accept {
-		return fmt.Errorf("host key of %s is unknown: %s key %s is not in %s; check the fingerprint with the server's "+
+		return fmt.Errorf("host key of %s is unknown: %s key %s is not in %s%s; check the fingerprint with the server's "+
 			"administrator and add it to %s (or allow trust on first use): %w",
-			where, key.Type(), fp, strings.Join(hk.files, ", "), hk.files[0], backends.ErrAuth)
+			where, key.Type(), fp, strings.Join(hk.files, ", "), certNote, hk.files[0], backends.ErrAuth)
 	}
 	if err := hk.record(hostname, remote, key); err != nil {
 		return fmt.Errorf("host key of %s: recording it in %s: %w: %w", where, hk.files[0], backends.ErrAuth, err)
 	}
 	log("trusting new host key on first use", "host", where, "type", key.Type(), "fingerprint", fp, "known_hosts", hk.files[0])
 	return nil
+}
+
+// plainKeys drops from want the keys of @cert-authority lines, which
+// x/crypto's known_hosts reports among a host's keys: a CA's key is no key
+// the host was known by, and a host key that differs from it has not
+// changed.
+func plainKeys(db *knownhosts.HostKeyDB, hostname string, want []xknownhosts.KnownKey) []xknownhosts.KnownKey {
+	cas := map[string]bool{}
+	for _, k := range db.HostKeys(hostname) {
+		if k.Cert {
+			cas[string(k.Marshal())] = true
+		}
+	}
+	if len(cas) == 0 {
+		return want
+	}
+	var out []xknownhosts.KnownKey
+	for _, w := range want {
+		if !cas[string(w.Key.Marshal())] {
+			out = append(out, w)
+		}
+	}
+	return out
 }
 
 func (hk *hostKeys) record(hostname string, remote net.Addr, key ssh.PublicKey) error {
