@@ -98,3 +98,55 @@ func TestSFTPHostCertificate(t *testing.T) {
 		})
 	}
 }
+
+// TestSFTPCAPatternWithoutHostCertificate: a known_hosts that trusts a host
+// CA for every host ("@cert-authority *") must not lock out a server that
+// has no certificate. Its plain key is asked for and checked as usual:
+// found in known_hosts, trusted on first use where allowed, else refused as
+// unknown (not as a changed key).
+func TestSFTPCAPatternWithoutHostCertificate(t *testing.T) {
+	r := newSFTPRig(t, sshd.Options{}, treecheck.Spec{Seed: testSeed(t), Dirs: 2, SmallFiles: 8})
+	_, k, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := ssh.NewSignerFromKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := os.ReadFile(r.knownHosts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caLine := "@cert-authority * " + string(ssh.MarshalAuthorizedKey(ca.PublicKey()))
+	for _, tc := range []struct {
+		name      string
+		lines     string
+		flags     []string
+		wantExit  int
+		wantInErr string
+	}{
+		{name: "plain key known", lines: caLine + string(plain), wantExit: ferrybin.ExitOK},
+		{name: "trust on first use", lines: caLine, flags: []string{"--accept-new-host-key"}, wantExit: ferrybin.ExitOK},
+		{name: "unknown", lines: caLine, wantExit: ferrybin.ExitUnreachable, wantInErr: "is unknown"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			kh := filepath.Join(t.TempDir(), "known_hosts")
+			if err := os.WriteFile(kh, []byte(tc.lines), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			res := ferrybin.Run(t, time.Minute, r.syncArgs(kh, tc.flags...)...)
+			if res.ExitCode != tc.wantExit {
+				t.Fatalf("exit %d, want %d\n%s", res.ExitCode, tc.wantExit, res)
+			}
+			if tc.wantExit == ferrybin.ExitOK {
+				r.check(t)
+				return
+			}
+			t.Logf("refused: %s", strings.TrimSpace(res.Stderr))
+			if !strings.Contains(res.Stderr, tc.wantInErr) {
+				t.Errorf("error output lacks %q:\n%s", tc.wantInErr, res.Stderr)
+			}
+		})
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -50,11 +51,26 @@ func newHostKeys(files []string, accept bool) (*hostKeys, error) {
 // with several key types otherwise offers one we do not hold: key mismatch).
 // It returns nil for an unknown host, leaving the defaults.
 func (hk *hostKeys) algorithms(addr string) []string {
-	if db := hk.getDB(); db != nil {
-		return db.HostKeyAlgorithms(addr)
+	db := hk.getDB()
+	if db == nil {
+		return nil
 	}
-	return nil
+	algos := db.HostKeyAlgorithms(addr)
+	if !slices.ContainsFunc(algos, isCertAlgo) {
+		return algos
+	}
+	// A host under a @cert-authority pattern may have no certificate: its
+	// plain key, looked up or trusted on first use, must still be offered,
+	// after the certificates, as OpenSSH offers it.
+	for _, a := range ssh.SupportedAlgorithms().HostKeys {
+		if !isCertAlgo(a) && !slices.Contains(algos, a) {
+			algos = append(algos, a)
+		}
+	}
+	return algos
 }
+
+func isCertAlgo(a string) bool { return strings.Contains(a, "-cert-v01@openssh.com") }
 
 func (hk *hostKeys) getDB() *knownhosts.HostKeyDB {
 	hk.mu.Lock()
