@@ -42,6 +42,9 @@ func dialCommand(ctx context.Context, r *resolved) (net.Conn, error) {
 	}
 	cmd := exec.Command("/bin/sh", "-c", "exec "+r.proxyCommand)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// A child that left the group with the command's standard error open
+	// must not hold Wait (and so Close) once the command itself is gone.
+	cmd.WaitDelay = 2 * time.Second
 	c := &cmdConn{cmd: cmd, addr: r.addr, exited: make(chan struct{})}
 	cmd.Stderr = &c.stderr
 	// Pipes of ferry's own rather than exec's: exec closes its pipes once
@@ -102,13 +105,19 @@ func (c *cmdConn) Close() error {
 		}
 		c.mu.Unlock()
 		c.w.Close()
+		// Signals go to the command's process group only while the
+		// command is not yet reaped: after that its id may be reused.
 		pgid := c.cmd.Process.Pid
-		syscall.Kill(-pgid, syscall.SIGTERM)
 		select {
 		case <-c.exited:
-		case <-time.After(2 * time.Second):
-			syscall.Kill(-pgid, syscall.SIGKILL)
-			<-c.exited
+		default:
+			syscall.Kill(-pgid, syscall.SIGTERM)
+			select {
+			case <-c.exited:
+			case <-time.After(2 * time.Second):
+				syscall.Kill(-pgid, syscall.SIGKILL)
+				<-c.exited
+			}
 		}
 		c.r.Close()
 	})
