@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"crypto/ed25519"
 	"crypto/rand"
 	"fmt"
 	"os"
@@ -25,14 +24,7 @@ import (
 // must be refused, which shows that the server takes only the certificate.
 func TestSFTPUserCertificate(t *testing.T) {
 	dir := t.TempDir()
-	_, caKey, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := ssh.NewSignerFromKey(caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca := newCA(t)
 	caPub := filepath.Join(dir, "user_ca.pub")
 	if err := os.WriteFile(caPub, ssh.MarshalAuthorizedKey(ca.PublicKey()), 0o644); err != nil {
 		t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -27,18 +26,7 @@ func TestSFTPHostCertificate(t *testing.T) {
 	certPath := filepath.Join(dir, "host-cert.pub")
 	r := newSFTPRig(t, sshd.Options{ExtraConfig: []string{"HostCertificate " + certPath}},
 		treecheck.Spec{Seed: testSeed(t), Dirs: 2, SmallFiles: 8})
-	newCA := func() ssh.Signer {
-		_, k, err := ed25519.GenerateKey(rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := ssh.NewSignerFromKey(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
-	ca, other := newCA(), newCA()
+	ca, other := newCA(t), newCA(t)
 	cert := &ssh.Certificate{
 		Key: r.srv.HostKeys()[0], Serial: 1, CertType: ssh.HostCert, KeyId: "ferry-test-host",
 		ValidPrincipals: []string{"127.0.0.1"},
@@ -71,29 +59,15 @@ func TestSFTPHostCertificate(t *testing.T) {
 		{name: "another CA, trust on first use", ca: other, flags: []string{"--accept-new-host-key"}, wantExit: ferrybin.ExitOK},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			kh := filepath.Join(t.TempDir(), "known_hosts")
 			lines := "@cert-authority * " + string(ssh.MarshalAuthorizedKey(tc.ca.PublicKey()))
 			if tc.plain {
 				lines += string(plain)
 			}
-			if err := os.WriteFile(kh, []byte(lines), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			before, _ := countEntries(t, r.dst)
-			res := ferrybin.Run(t, time.Minute, r.syncArgs(kh, tc.flags...)...)
-			if res.ExitCode != tc.wantExit {
-				t.Fatalf("exit %d, want %d\n%s", res.ExitCode, tc.wantExit, res)
-			}
-			if tc.wantExit == ferrybin.ExitOK {
+			// Refused, the error must say the host is unknown and name the
+			// CA that signed its certificate.
+			kh := writeTemp(t, "known_hosts", []byte(lines))
+			if _, ok := r.runExpect(t, r.syncArgs(kh, tc.flags...), tc.wantExit, []string{"is unknown", ssh.FingerprintSHA256(ca.PublicKey())}); ok {
 				r.check(t)
-				return
-			}
-			t.Logf("refused: %s", strings.TrimSpace(res.Stderr))
-			if !strings.Contains(res.Stderr, "is unknown") || !strings.Contains(res.Stderr, ssh.FingerprintSHA256(ca.PublicKey())) {
-				t.Errorf("the error does not say the host is unknown and name the CA that signed its certificate:\n%s", res.Stderr)
-			}
-			if n, _ := countEntries(t, r.dst); n != before {
-				t.Errorf("a refused connection changed the target: %d entries, %d before", n, before)
 			}
 		})
 	}
@@ -106,14 +80,7 @@ func TestSFTPHostCertificate(t *testing.T) {
 // unknown (not as a changed key).
 func TestSFTPCAPatternWithoutHostCertificate(t *testing.T) {
 	r := newSFTPRig(t, sshd.Options{}, treecheck.Spec{Seed: testSeed(t), Dirs: 2, SmallFiles: 8})
-	_, k, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := ssh.NewSignerFromKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ca := newCA(t)
 	plain, err := os.ReadFile(r.knownHosts)
 	if err != nil {
 		t.Fatal(err)
@@ -131,22 +98,24 @@ func TestSFTPCAPatternWithoutHostCertificate(t *testing.T) {
 		{name: "unknown", lines: caLine, wantExit: ferrybin.ExitUnreachable, wantInErr: "is unknown"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			kh := filepath.Join(t.TempDir(), "known_hosts")
-			if err := os.WriteFile(kh, []byte(tc.lines), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			res := ferrybin.Run(t, time.Minute, r.syncArgs(kh, tc.flags...)...)
-			if res.ExitCode != tc.wantExit {
-				t.Fatalf("exit %d, want %d\n%s", res.ExitCode, tc.wantExit, res)
-			}
-			if tc.wantExit == ferrybin.ExitOK {
+			kh := writeTemp(t, "known_hosts", []byte(tc.lines))
+			if _, ok := r.runExpect(t, r.syncArgs(kh, tc.flags...), tc.wantExit, []string{tc.wantInErr}); ok {
 				r.check(t)
-				return
-			}
-			t.Logf("refused: %s", strings.TrimSpace(res.Stderr))
-			if !strings.Contains(res.Stderr, tc.wantInErr) {
-				t.Errorf("error output lacks %q:\n%s", tc.wantInErr, res.Stderr)
 			}
 		})
 	}
+}
+
+// newCA returns a new ed25519 key to sign certificates with.
+func newCA(t *testing.T) ssh.Signer {
+	t.Helper()
+	_, k, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ssh.NewSignerFromKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

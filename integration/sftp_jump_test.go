@@ -46,48 +46,15 @@ func TestSFTPProxyJump(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			spec := treecheck.Spec{Seed: testSeed(t), Dirs: 2, SmallFiles: 8, LargeFiles: 1, LargeMin: large, LargeMax: large}
 			r := newSFTPRig(t, sshd.Options{}, spec)
-			kh, err := os.ReadFile(r.srv.KnownHostsPath())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if tc.trustJump {
-				jump, err := os.ReadFile(r.knownHosts)
-				if err != nil {
-					t.Fatal(err)
-				}
-				kh = append(kh, jump...)
-			}
-			dir := t.TempDir()
-			khPath := filepath.Join(dir, "known_hosts")
-			if err := os.WriteFile(khPath, kh, 0o600); err != nil {
-				t.Fatal(err)
-			}
 			jumpHost, jumpPort, _ := strings.Cut(r.proxy.Addr(), ":")
 			host, port, _ := strings.Cut(r.srv.Addr(), ":")
 			cfg := fmt.Sprintf("Host target\n  HostName %s\n  Port %s\n  User %s\n  ProxyJump jumper\n%s\nHost jumper\n  HostName %s\n  Port %s\n  User %s\n",
 				host, port, r.srv.User(), tc.extra, jumpHost, jumpPort, r.srv.User())
-			cfgPath := filepath.Join(dir, "ssh_config")
-			if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-				t.Fatal(err)
-			}
 			if tc.reset {
 				r.proxy.ResetAfter(large / 2)
 			}
-			res := ferrybin.Run(t, 2*time.Minute, "sync", r.src, "sftp://target"+r.dst, "--identity", r.srv.ClientKeyPath(),
-				"--known-hosts", khPath, "--ssh-config", cfgPath, "--retries", "3")
-			if res.ExitCode != tc.wantExit {
-				t.Fatalf("exit %d, want %d\nssh config:\n%s\n%s", res.ExitCode, tc.wantExit, cfg, res)
-			}
-			if tc.wantExit != ferrybin.ExitOK {
-				t.Logf("refused: %s", strings.TrimSpace(res.Stderr))
-				for _, s := range tc.wantInErr {
-					if !strings.Contains(res.Stderr, s) {
-						t.Errorf("error output lacks %q:\n%s", s, res.Stderr)
-					}
-				}
-				if n, _ := countEntries(t, r.dst); n != 0 {
-					t.Errorf("a refused run left %d entries on the target", n)
-				}
+			res, ok := r.syncTarget(t, cfg, r.jumpKnownHosts(t, tc.trustJump), tc.wantExit, tc.wantInErr)
+			if !ok {
 				return
 			}
 			r.check(t)
@@ -171,23 +138,11 @@ func TestSFTPProxyCommand(t *testing.T) {
 				command = fmt.Sprintf("env %s=1 '%s' %%h %%p", relayEnv, self)
 			}
 			cfg := fmt.Sprintf("Host target\n  HostName %s\n  Port %s\n  User %s\n  ProxyCommand %s\n", relayHost, port, r.srv.User(), command)
-			cfgPath := filepath.Join(t.TempDir(), "ssh_config")
-			if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-				t.Fatal(err)
-			}
 			if tc.reset {
 				r.proxy.ResetAfter(large / 2)
 			}
-			res := ferrybin.Run(t, 2*time.Minute, "sync", r.src, "sftp://target"+r.dst, "--identity", r.srv.ClientKeyPath(),
-				"--known-hosts", kh, "--ssh-config", cfgPath, "--retries", "3")
-			if res.ExitCode != tc.wantExit {
-				t.Fatalf("exit %d, want %d\nssh config:\n%s\n%s", res.ExitCode, tc.wantExit, cfg, res)
-			}
-			if tc.wantExit != ferrybin.ExitOK {
-				t.Logf("refused: %s", strings.TrimSpace(res.Stderr))
-				if !strings.Contains(res.Stderr, tc.wantInErr) {
-					t.Errorf("error output lacks %q:\n%s", tc.wantInErr, res.Stderr)
-				}
+			res, ok := r.syncTarget(t, cfg, kh, tc.wantExit, []string{tc.wantInErr})
+			if !ok {
 				return
 			}
 			r.check(t)
@@ -217,26 +172,10 @@ func TestSFTPProxyJumpBlackHole(t *testing.T) {
 		bound = 3*time.Second + 10*time.Second // keepalive 1s x 3, and slack
 	)
 	r := newSFTPRig(t, sshd.Options{}, treecheck.Spec{Seed: testSeed(t), LargeFiles: 1, LargeMin: size, LargeMax: size})
-	kh, err := os.ReadFile(r.srv.KnownHostsPath())
-	if err != nil {
-		t.Fatal(err)
-	}
-	jump, err := os.ReadFile(r.knownHosts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	khPath := filepath.Join(dir, "known_hosts")
-	if err := os.WriteFile(khPath, append(kh, jump...), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	jumpHost, jumpPort, _ := strings.Cut(r.proxy.Addr(), ":")
 	host, port, _ := strings.Cut(r.srv.Addr(), ":")
 	cfg := fmt.Sprintf("Host target\n  HostName %s\n  Port %s\n  ProxyJump %s@%s:%s\n", host, port, r.srv.User(), jumpHost, jumpPort)
-	cfgPath := filepath.Join(dir, "ssh_config")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	khPath, cfgPath := r.jumpKnownHosts(t, true), writeTemp(t, "ssh_config", []byte(cfg))
 	r.proxy.FireAfter(size/2, faultproxy.FaultBlackHole)
 	p := ferrybin.Start(t, "-v", "sync", r.src, "sftp://"+r.srv.User()+"@target"+r.dst, "--identity", r.srv.ClientKeyPath(),
 		"--known-hosts", khPath, "--ssh-config", cfgPath, "--retries", "3",
@@ -260,4 +199,68 @@ func TestSFTPProxyJumpBlackHole(t *testing.T) {
 	} else {
 		t.Logf("black hole at the jump host detected after %v; job done in %v", detect.Round(time.Millisecond), res.Duration.Round(time.Millisecond))
 	}
+}
+
+// writeTemp writes data to a file called name in a new temporary folder
+// and returns its path.
+func writeTemp(t *testing.T, name string, data []byte) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// jumpKnownHosts returns a known_hosts file that trusts the server under
+// its own address and, with jump, under the fault proxy's too: the jump
+// host the tests put in front of it.
+func (r *sftpRig) jumpKnownHosts(t *testing.T, jump bool) string {
+	t.Helper()
+	kh, err := os.ReadFile(r.srv.KnownHostsPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if jump {
+		j, err := os.ReadFile(r.knownHosts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kh = append(kh, j...)
+	}
+	return writeTemp(t, "known_hosts", kh)
+}
+
+// syncTarget runs `ferry sync` from the rig's source to the folder of the
+// SSH config's Host "target", with that config and the known_hosts file
+// kh, as runExpect.
+func (r *sftpRig) syncTarget(t *testing.T, cfg, kh string, want int, wantInErr []string) (ferrybin.Result, bool) {
+	t.Helper()
+	return r.runExpect(t, []string{"sync", r.src, "sftp://target" + r.dst, "--identity", r.srv.ClientKeyPath(),
+		"--known-hosts", kh, "--ssh-config", writeTemp(t, "ssh_config", []byte(cfg)), "--retries", "3"}, want, wantInErr)
+}
+
+// runExpect runs ferry with args and fails the test unless it exits with
+// want. A refusal must name each of wantInErr and leave the target
+// untouched. It reports whether the run succeeded.
+func (r *sftpRig) runExpect(t *testing.T, args []string, want int, wantInErr []string) (ferrybin.Result, bool) {
+	t.Helper()
+	before, _ := countEntries(t, r.dst)
+	res := ferrybin.Run(t, 2*time.Minute, args...)
+	if res.ExitCode != want {
+		t.Fatalf("exit %d, want %d\n%s", res.ExitCode, want, res)
+	}
+	if want == ferrybin.ExitOK {
+		return res, true
+	}
+	t.Logf("refused: %s", strings.TrimSpace(res.Stderr))
+	for _, s := range wantInErr {
+		if !strings.Contains(res.Stderr, s) {
+			t.Errorf("error output lacks %q:\n%s", s, res.Stderr)
+		}
+	}
+	if n, _ := countEntries(t, r.dst); n != before {
+		t.Errorf("a refused run changed the target: %d entries, %d before", n, before)
+	}
+	return res, false
 }

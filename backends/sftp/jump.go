@@ -221,24 +221,17 @@ func underlyingTCP(nc net.Conn) *net.TCPConn {
 
 // jumpedConn is a connection to the target through jump hosts: a channel
 // of the last jump host's connection. Closing it closes the jump hosts'
-// connections too. Channels have no deadlines, so a deadline here closes
-// the whole path when it passes: ferry sets one only to bound a handshake,
-// or to stop one on cancel, and either way the connection is then given up.
+// connections too. Channels have no deadlines: a deadline here closes the
+// whole path when it passes (see closingDeadline).
 type jumpedConn struct {
 	net.Conn
-	via []*ssh.Client // the jump hosts' connections, first to last
-	tcp *net.TCPConn  // the socket to the first jump host, if it is TCP
-
-	mu       sync.Mutex
-	deadline *time.Timer
+	via      []*ssh.Client // the jump hosts' connections, first to last
+	tcp      *net.TCPConn  // the socket to the first jump host, if it is TCP
+	deadline closingDeadline
 }
 
 func (j *jumpedConn) Close() error {
-	j.mu.Lock()
-	if j.deadline != nil {
-		j.deadline.Stop()
-	}
-	j.mu.Unlock()
+	j.deadline.stop()
 	err := j.Conn.Close()
 	j.closeVia()
 	return err
@@ -251,18 +244,40 @@ func (j *jumpedConn) closeVia() {
 	}
 }
 
-func (j *jumpedConn) SetDeadline(t time.Time) error {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if j.deadline != nil {
-		j.deadline.Stop()
-		j.deadline = nil
+func (j *jumpedConn) SetDeadline(t time.Time) error      { return j.deadline.set(t, j.Close) }
+func (j *jumpedConn) SetReadDeadline(t time.Time) error  { return j.SetDeadline(t) }
+func (j *jumpedConn) SetWriteDeadline(t time.Time) error { return j.SetDeadline(t) }
+
+// closingDeadline is the deadline of a connection whose transport has none
+// (a channel, a pipe): when it passes, the connection is closed, which
+// fails every call on it. That is all ferry needs: it sets deadlines only
+// to bound a handshake, or to end one on cancel, and gives the connection
+// up either way.
+type closingDeadline struct {
+	mu sync.Mutex
+	t  *time.Timer
+}
+
+// set arms the deadline at t (zero: none), calling closeFn when it passes.
+func (d *closingDeadline) set(t time.Time, closeFn func() error) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.t != nil {
+		d.t.Stop()
+		d.t = nil
 	}
 	if !t.IsZero() {
-		j.deadline = time.AfterFunc(time.Until(t), func() { j.Close() })
+		d.t = time.AfterFunc(time.Until(t), func() { closeFn() })
 	}
 	return nil
 }
 
-func (j *jumpedConn) SetReadDeadline(t time.Time) error  { return j.SetDeadline(t) }
-func (j *jumpedConn) SetWriteDeadline(t time.Time) error { return j.SetDeadline(t) }
+// stop disarms the deadline.
+func (d *closingDeadline) stop() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.t != nil {
+		d.t.Stop()
+		d.t = nil
+	}
+}

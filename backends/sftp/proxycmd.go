@@ -78,8 +78,8 @@ func dialCommand(ctx context.Context, r *resolved) (net.Conn, error) {
 
 // cmdConn is a connection over a proxy command's standard input and
 // output. Close ends the command (SIGTERM to its process group, SIGKILL
-// two seconds later) and waits for it. Pipes have no deadlines, so a
-// deadline closes the connection when it passes, as jumpedConn's does.
+// two seconds later) and waits for it. Pipes have no deadlines: a deadline
+// here closes the connection when it passes (see closingDeadline).
 type cmdConn struct {
 	cmd     *exec.Cmd
 	addr    string
@@ -89,8 +89,7 @@ type cmdConn struct {
 	exited  chan struct{} // closed once the command has exited
 	waitErr error         // how it exited, once exited is closed
 
-	mu        sync.Mutex
-	deadline  *time.Timer
+	deadline  closingDeadline
 	closeOnce sync.Once
 }
 
@@ -99,11 +98,7 @@ func (c *cmdConn) Write(p []byte) (int, error) { return c.w.Write(p) }
 
 func (c *cmdConn) Close() error {
 	c.closeOnce.Do(func() {
-		c.mu.Lock()
-		if c.deadline != nil {
-			c.deadline.Stop()
-		}
-		c.mu.Unlock()
+		c.deadline.stop()
 		c.w.Close()
 		// Signals go to the command's process group only while the
 		// command is not yet reaped: after that its id may be reused.
@@ -145,19 +140,7 @@ func (c *cmdConn) explain(err error) error {
 func (c *cmdConn) LocalAddr() net.Addr  { return dialledAddr("proxy-command") }
 func (c *cmdConn) RemoteAddr() net.Addr { return dialledAddr(c.addr) }
 
-func (c *cmdConn) SetDeadline(t time.Time) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.deadline != nil {
-		c.deadline.Stop()
-		c.deadline = nil
-	}
-	if !t.IsZero() {
-		c.deadline = time.AfterFunc(time.Until(t), func() { c.Close() })
-	}
-	return nil
-}
-
+func (c *cmdConn) SetDeadline(t time.Time) error      { return c.deadline.set(t, c.Close) }
 func (c *cmdConn) SetReadDeadline(t time.Time) error  { return c.SetDeadline(t) }
 func (c *cmdConn) SetWriteDeadline(t time.Time) error { return c.SetDeadline(t) }
 
