@@ -199,6 +199,9 @@ func existing(files []string) []string {
 // (decrypting a key costs a noticeable fraction of a second).
 type keys struct {
 	signers []ssh.Signer
+	// ids are the public keys of the identity files, loaded or not (an
+	// encrypted key's is in its file, or in FILE.pub), for IdentitiesOnly.
+	ids map[string]bool
 	// skipped names encrypted keys left to ssh-agent, for the error when
 	// authentication fails.
 	note string
@@ -208,7 +211,7 @@ type keys struct {
 // is skipped when ssh-agent may hold it, and is an error naming the file
 // and where a passphrase comes from when it is the only way in.
 func loadKeys(r *resolved) (*keys, error) {
-	k := &keys{}
+	k := &keys{ids: map[string]bool{}}
 	var skipped []string
 	pass, from := r.Passphrase, "the passphrase given"
 	if pass == "" && r.PassphraseEnv != "" {
@@ -222,8 +225,12 @@ func loadKeys(r *resolved) (*keys, error) {
 			}
 			return nil, fmt.Errorf("identity %s: %w: %w", f, backends.ErrAuth, err)
 		}
+		k.notePub(f)
 		s, err := ssh.ParsePrivateKey(pem)
 		var missing *ssh.PassphraseMissingError
+		if errors.As(err, &missing) && missing.PublicKey != nil {
+			k.ids[string(missing.PublicKey.Marshal())] = true
+		}
 		switch {
 		case errors.As(err, &missing) && pass == "":
 			skipped = append(skipped, f)
@@ -237,6 +244,7 @@ func loadKeys(r *resolved) (*keys, error) {
 			return nil, fmt.Errorf("identity %s: %w: %w", f, backends.ErrAuth, err)
 		}
 		k.signers = append(k.signers, s)
+		k.ids[string(s.PublicKey().Marshal())] = true
 	}
 	certs, err := loadCerts(r)
 	if err != nil {
@@ -255,6 +263,33 @@ func loadKeys(r *resolved) (*keys, error) {
 		}
 	}
 	return k, nil
+}
+
+// notePub notes the public key in FILE.pub beside identity f, if any.
+func (k *keys) notePub(f string) {
+	data, err := os.ReadFile(f + ".pub")
+	if err != nil {
+		return
+	}
+	if pub, _, _, _, err := ssh.ParseAuthorizedKey(data); err == nil {
+		k.ids[string(pub.Marshal())] = true
+	}
+}
+
+// ownOnly keeps of signers those of the identity files' keys, or of
+// certificates for them: what IdentitiesOnly lets ssh-agent offer.
+func (k *keys) ownOnly(signers []ssh.Signer) []ssh.Signer {
+	var out []ssh.Signer
+	for _, s := range signers {
+		pub := s.PublicKey()
+		if c, ok := pub.(*ssh.Certificate); ok {
+			pub = c.Key
+		}
+		if k.ids[string(pub.Marshal())] {
+			out = append(out, s)
+		}
+	}
+	return out
 }
 
 // loadCerts reads the user certificates that go with the identities, as
@@ -335,7 +370,18 @@ func (k *keys) authMethods(r *resolved) (methods []ssh.AuthMethod, closer func()
 	if sock := os.Getenv("SSH_AUTH_SOCK"); sock != "" {
 		if c, derr := net.Dial("unix", sock); derr == nil {
 			closer = func() { c.Close() }
-			methods = append(methods, ssh.PublicKeysCallback(agent.NewClient(c).Signers))
+			signers := agent.NewClient(c).Signers
+			if r.identitiesOnly {
+				// As OpenSSH: the agent signs only for the identity files'
+				// keys, so that its other keys do not use up the server's
+				// MaxAuthTries before the right one.
+				all := signers
+				signers = func() ([]ssh.Signer, error) {
+					ss, err := all()
+					return k.ownOnly(ss), err
+				}
+			}
+			methods = append(methods, ssh.PublicKeysCallback(signers))
 		}
 	}
 	if r.Password != "" {

@@ -156,6 +156,9 @@ type resolved struct {
 	identities []string
 	explicitID bool     // identities were named, not guessed
 	certFiles  []string // CertificateFile entries of the SSH config
+	// identitiesOnly is IdentitiesOnly of the SSH config: ssh-agent offers
+	// only the keys of the identity files.
+	identitiesOnly bool
 	// jumps are the hosts the connection goes through, in order (ProxyJump
 	// in the SSH config); each reaches the next, the last the target.
 	jumps []*resolved
@@ -234,6 +237,7 @@ func (c Config) resolveHop(depth int, jumps bool) (*resolved, error) {
 		r.identities = append(r.identities, exp(f))
 	}
 	r.explicitID = len(r.identities) > 0
+	r.identitiesOnly = strings.EqualFold(get("IdentitiesOnly"), "yes")
 	for _, f := range getAll("CertificateFile") {
 		r.certFiles = append(r.certFiles, exp(f))
 	}
