@@ -1,0 +1,66 @@
+package sftp
+
+import (
+	"bytes"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestSSHConfigMatchAndInclude: Match blocks the parser does not know, or
+// whose criteria it would misread, apply to no host and are noted instead
+// of failing the whole file or applying where OpenSSH would not; Match all,
+// host and originalhost apply; Include reads files relative to ~/.ssh, with
+// the same rewriting.
+func TestSSHConfigMatchAndInclude(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	if err := os.MkdirAll(filepath.Join(home, ".ssh", "conf.d"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	write := func(p, text string) {
+		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(home, ".ssh", "conf.d", "work.conf"), `Host included
+  Port 2201
+Match user deploy
+  Port 2299
+`)
+	cfg := filepath.Join(home, ".ssh", "config")
+	write(cfg, `Include conf.d/*.conf
+Match host combined exec "false"
+  Port 2202
+Match exec "true"
+  Port 2203
+Match localuser nobody
+  User nobody
+Match originalhost alpha,beta
+  Port 2204
+Match host gamma
+  Port 2205
+Match all
+  Port 2206
+`)
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	for host, want := range map[string]int{
+		"included": 2201, "combined": 2206, "alpha": 2204, "beta": 2204, "gamma": 2205, "other": 2206,
+	} {
+		r, err := Config{Host: host, User: "me", Logger: log}.resolve()
+		if err != nil {
+			t.Fatalf("%s: %v", host, err)
+		}
+		if r.Port != want {
+			t.Errorf("%s: port %d, want %d", host, r.Port, want)
+		}
+	}
+	for _, want := range []string{"work.conf line 3: ferry does not evaluate `Match user deploy`", "config line 2", "config line 4", "config line 6"} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, logs.String())
+		}
+	}
+}
