@@ -81,7 +81,10 @@ func Dial(ctx context.Context, cfg Config) (*Backend, error) {
 		fi, err := c.sftp.Stat(b.root)
 		if errors.Is(err, fs.ErrNotExist) {
 			b.log.Info("creating target root", "addr", r.addr, "root", b.root)
-			return c.sftp.MkdirAll(b.root)
+			if err := c.sftp.MkdirAll(b.root); err != nil {
+				return fmt.Errorf("creating it: %w", err)
+			}
+			return nil
 		}
 		if err == nil && !fi.IsDir() {
 			return backends.Permanent(fmt.Errorf("not a directory"))
@@ -89,8 +92,11 @@ func Dial(ctx context.Context, cfg Config) (*Backend, error) {
 		return err
 	})
 	if err != nil {
+		// Classified before Close, which would make any error look like a
+		// lost connection.
+		err = classify(c, "target root", r.addr+":"+b.root, err)
 		b.Close()
-		return nil, classify(c, "sftp root", r.addr+":"+b.root, err)
+		return nil, err
 	}
 	return b, nil
 }

@@ -2,11 +2,14 @@ package sftp
 
 import (
 	"bytes"
+	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ferrysync/ferry/backends"
 )
 
 // TestSSHConfigMatchAndInclude: Match blocks the parser does not know, or
@@ -61,6 +64,29 @@ Match all
 	for _, want := range []string{"work.conf line 3: ferry does not evaluate `Match user deploy`", "config line 2", "config line 4", "config line 6"} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("log lacks %q:\n%s", want, logs.String())
+		}
+	}
+}
+
+// TestRootErrors: a target root that is a file, or cannot be created, is
+// refused with what is wrong, and not as an unreachable server (the
+// connection is closed after the error is read, not before).
+func TestRootErrors(t *testing.T) {
+	e := newEnv(t, serverOpts{})
+	file := filepath.Join(e.root, "file")
+	if err := os.WriteFile(file, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for root, want := range map[string]string{
+		file:                 "not a directory",
+		file + "/below/that": "not a directory",
+		"/proc/ferry-nope/x": "creating it", // no folder can be made in /proc
+	} {
+		c := e.config()
+		c.Root = root
+		err := dialErr(t, c)
+		if errors.Is(err, backends.ErrUnreachable) || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), root) {
+			t.Errorf("root %s: %v, want an error naming it and %q, not an unreachable server", root, err, want)
 		}
 	}
 }
