@@ -357,7 +357,7 @@ const maxIncludeDepth = 16
 // neither most Match criteria (it refuses the file) nor Match's combined
 // criteria (it reads `Match host a exec "x"` as a Host line with three
 // patterns, applying the block where OpenSSH would not):
-//   - `Match all` stays;
+//   - `Match all` becomes `Host *`;
 //   - `Match host PATTERNS` and `Match originalhost PATTERNS` alone become
 //     `Host PATTERNS` (comma-separated, as Match writes them), so both are
 //     matched against the host as given, where OpenSSH matches `host`
