@@ -159,6 +159,9 @@ type resolved struct {
 	// identitiesOnly is IdentitiesOnly of the SSH config: ssh-agent offers
 	// only the keys of the identity files.
 	identitiesOnly bool
+	// hostKeyAlias is HostKeyAlias of the SSH config: the name the host key
+	// is looked up and recorded under instead of the host's.
+	hostKeyAlias string
 	// jumps are the hosts the connection goes through, in order (ProxyJump
 	// in the SSH config); each reaches the next, the last the target.
 	jumps []*resolved
@@ -243,6 +246,7 @@ func (c Config) resolveHop(depth int, jumps bool) (*resolved, error) {
 	}
 	r.explicitID = len(r.identities) > 0
 	r.identitiesOnly = strings.EqualFold(get("IdentitiesOnly"), "yes")
+	r.hostKeyAlias = get("HostKeyAlias")
 	for _, f := range getAll("CertificateFile") {
 		r.certFiles = append(r.certFiles, exp(f))
 	}

@@ -90,3 +90,25 @@ func TestRootErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestHostKeyAlias: with HostKeyAlias, the host key is looked up (and
+// trusted on first use) under the alias, not the address dialled.
+func TestHostKeyAlias(t *testing.T) {
+	e := newEnv(t, serverOpts{})
+	host, _, _ := strings.Cut(e.srv.addr, ":")
+	c := e.config()
+	c.KnownHostsFile = writeKnownHosts(t, "backup-box:22", e.srv.hostKeys[0].PublicKey())
+	if err := dialErr(t, c); !errors.Is(err, backends.ErrAuth) {
+		t.Fatalf("key known only under the alias, no HostKeyAlias: %v, want it refused", err)
+	}
+	c.SSHConfigFile = writeSSHConfig(t, "Host "+host+"\n  HostKeyAlias backup-box\n")
+	mustUpload(t, dial(t, c), "f", newSource(10, 1))
+
+	c.KnownHostsFile = filepath.Join(t.TempDir(), "known_hosts")
+	c.AcceptNewHostKey = true
+	dial(t, c).Close()
+	data, err := os.ReadFile(c.KnownHostsFile)
+	if err != nil || !strings.HasPrefix(string(data), "backup-box ") {
+		t.Errorf("trusted on first use: known_hosts %q (%v), want the key under backup-box", data, err)
+	}
+}

@@ -198,21 +198,27 @@ func (b *Backend) handshake(ctx context.Context, nc net.Conn, r *resolved, hk *h
 	var hostErr error
 	hostOK := false
 	check := hk.callback(func(msg string, args ...any) { b.log.Warn(msg, args...) }, &hostErr)
+	// The name the host key is known by: HostKeyAlias, as OpenSSH uses it
+	// (no port added), else the address dialled.
+	known := r.addr
+	if r.hostKeyAlias != "" {
+		known = net.JoinHostPort(r.hostKeyAlias, "22")
+	}
 	cc := &ssh.ClientConfig{
 		User: r.User,
 		Auth: methods,
-		HostKeyCallback: func(h string, a net.Addr, key ssh.PublicKey) error {
-			if ta, ok := a.(*net.TCPAddr); !ok || ta.IP.IsUnspecified() {
+		HostKeyCallback: func(_ string, a net.Addr, key ssh.PublicKey) error {
+			if ta, ok := a.(*net.TCPAddr); !ok || ta.IP.IsUnspecified() || r.hostKeyAlias != "" {
 				// A custom Dial (a proxy, a pipe) or a jump host's channel
 				// has no meaningful remote address; the key is checked
-				// against the name dialled.
-				a = dialledAddr(r.addr)
+				// against the name it is known by.
+				a = dialledAddr(known)
 			}
-			err := check(h, a, key)
+			err := check(known, a, key)
 			hostOK = err == nil
 			return err
 		},
-		HostKeyAlgorithms: hk.algorithms(r.addr),
+		HostKeyAlgorithms: hk.algorithms(known),
 		Timeout:           r.DialTimeout,
 		Config:            ssh.Config{Ciphers: cipherPreference},
 	}
