@@ -274,6 +274,13 @@ func (c Config) resolveHop(depth int, jumps bool) (*resolved, error) {
 		}
 	}
 	def(&r.KeepaliveInterval, DefaultKeepaliveInterval)
+	if ct := get("ConnectTimeout"); r.DialTimeout <= 0 && ct != "" {
+		n, err := strconv.Atoi(ct)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("sftp: ssh config: Host %s: invalid ConnectTimeout %q (want seconds)", c.Host, ct)
+		}
+		r.DialTimeout = time.Duration(n) * time.Second
+	}
 	def(&r.DialTimeout, DefaultDialTimeout)
 	def(&r.StallTimeout, DefaultStallTimeout)
 	if r.KeepaliveMaxMissed <= 0 {

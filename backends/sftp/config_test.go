@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ferrysync/ferry/backends"
 )
@@ -110,5 +111,25 @@ func TestHostKeyAlias(t *testing.T) {
 	data, err := os.ReadFile(c.KnownHostsFile)
 	if err != nil || !strings.HasPrefix(string(data), "backup-box ") {
 		t.Errorf("trusted on first use: known_hosts %q (%v), want the key under backup-box", data, err)
+	}
+}
+
+// TestConnectTimeout: ConnectTimeout in the SSH config bounds the dial and
+// the handshake where the caller set no DialTimeout.
+func TestConnectTimeout(t *testing.T) {
+	cfg := writeSSHConfig(t, "Host slow\n  ConnectTimeout 4\nHost bad\n  ConnectTimeout soon\n")
+	r, err := Config{Host: "slow", User: "me", SSHConfigFile: cfg}.resolve()
+	if err != nil || r.DialTimeout != 4*time.Second {
+		t.Errorf("ConnectTimeout 4: dial timeout %v (%v), want 4s", r.DialTimeout, err)
+	}
+	r, err = Config{Host: "slow", User: "me", SSHConfigFile: cfg, DialTimeout: time.Second}.resolve()
+	if err != nil || r.DialTimeout != time.Second {
+		t.Errorf("ConnectTimeout under a caller's 1s: %v (%v), want 1s", r.DialTimeout, err)
+	}
+	if r, err = (Config{Host: "other", User: "me", SSHConfigFile: cfg}).resolve(); err != nil || r.DialTimeout != DefaultDialTimeout {
+		t.Errorf("no ConnectTimeout: %v (%v), want the default", r.DialTimeout, err)
+	}
+	if _, err := (Config{Host: "bad", User: "me", SSHConfigFile: cfg}).resolve(); err == nil || !strings.Contains(err.Error(), "ConnectTimeout") {
+		t.Errorf("ConnectTimeout soon: err %v, want one naming it", err)
 	}
 }
