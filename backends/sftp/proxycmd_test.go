@@ -37,17 +37,22 @@ func TestCmdConn(t *testing.T) {
 		t.Fatal("Close returned with the command still running")
 	}
 
-	c = dial(`sh -c 'trap "" TERM; sleep 60'`)
-	time.Sleep(100 * time.Millisecond) // let the trap be set
+	c = dial(`sh -c 'trap "" TERM; echo ready; sleep 60'`)
+	ready := make([]byte, 6)
+	if _, err := io.ReadFull(c, ready); err != nil || string(ready) != "ready\n" {
+		t.Fatalf("the command did not get ready: %q, %v", ready, err)
+	}
 	start := time.Now()
 	c.Close()
-	if took := time.Since(start); took > 5*time.Second {
-		t.Errorf("Close took %v", took)
-	}
+	took := time.Since(start)
 	select {
-	case <-c.exited: // the shell ignores SIGTERM: only the SIGKILL ended it
+	case <-c.exited:
 	default:
 		t.Error("Close returned with the command still running")
+	}
+	// The shell ignores SIGTERM: only the SIGKILL two seconds later ends it.
+	if took < 2*time.Second || took > 5*time.Second {
+		t.Errorf("Close of a command that ignores SIGTERM took %v, want the 2s grace, then SIGKILL", took)
 	}
 
 	c = dial("sh -c 'echo bastion says no >&2; exit 3'")
