@@ -13,8 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/kevinburke/ssh_config"
 )
 
 // Verify says how an upload's content is checked before it is published.
@@ -188,7 +186,7 @@ func (c Config) resolveHop(depth int, jumps bool) (*resolved, error) {
 		return nil, errors.New("sftp: no host given")
 	}
 	r := &resolved{Config: c, alias: c.Host}
-	sc, notes, err := loadSSHConfig(c.SSHConfigFile)
+	sc, notes, err := loadSSHConfig(c.SSHConfigFile, c.Host, c.User)
 	if err != nil {
 		return nil, err
 	}
@@ -331,112 +329,6 @@ func (c Config) resolveHop(depth int, jumps bool) (*resolved, error) {
 		}
 	}
 	return r, nil
-}
-
-func loadSSHConfig(name string) (*ssh_config.Config, []string, error) {
-	if name == "none" {
-		return nil, nil, nil
-	}
-	explicit := name != ""
-	home, _ := os.UserHomeDir()
-	if !explicit {
-		if home == "" {
-			return nil, nil, nil
-		}
-		name = filepath.Join(home, ".ssh", "config")
-	}
-	data, err := os.ReadFile(name)
-	if err != nil {
-		if !explicit && errors.Is(err, os.ErrNotExist) {
-			return nil, nil, nil
-		}
-		return nil, nil, fmt.Errorf("sftp: ssh config: %w", err)
-	}
-	var notes []string
-	text := rewriteSSHConfig(string(data), name, home, 0, &notes)
-	cfg, err := ssh_config.Decode(strings.NewReader(text))
-	if err != nil {
-		return nil, nil, fmt.Errorf("sftp: ssh config %s: %w", name, err)
-	}
-	return cfg, notes, nil
-}
-
-// maxIncludeDepth bounds nested Include directives, which also ends a loop.
-const maxIncludeDepth = 16
-
-// rewriteSSHConfig prepares an SSH config for the parser, which knows
-// neither most Match criteria (it refuses the file) nor Match's combined
-// criteria (it reads `Match host a exec "x"` as a Host line with three
-// patterns, applying the block where OpenSSH would not):
-//   - `Match all` becomes `Host *`;
-//   - `Match host PATTERNS` and `Match originalhost PATTERNS` alone become
-//     `Host PATTERNS` (comma-separated, as Match writes them), so both are
-//     matched against the host as given, where OpenSSH matches `host`
-//     against the HostName an earlier block may have set;
-//   - any other Match (exec, user, localuser, canonical, final, tagged,
-//     localnetwork, or several criteria) becomes a block that matches no
-//     host: its settings do not apply, and a note in notes says so.
-//
-// Include directives are read here, relative to ~/.ssh as in a user's
-// config, and their files rewritten the same way in their place.
-func rewriteSSHConfig(text, file, home string, depth int, notes *[]string) string {
-	var b strings.Builder
-	for i, line := range strings.Split(text, "\n") {
-		key, rest := splitConfigLine(line)
-		switch strings.ToLower(key) {
-		case "include":
-			if depth >= maxIncludeDepth {
-				*notes = append(*notes, fmt.Sprintf("%s line %d: Include nests more than %d deep; not read", file, i+1, maxIncludeDepth))
-				continue
-			}
-			for _, pat := range strings.Fields(rest) {
-				if strings.HasPrefix(pat, "~/") {
-					pat = filepath.Join(home, pat[2:])
-				} else if !filepath.IsAbs(pat) {
-					pat = filepath.Join(home, ".ssh", pat)
-				}
-				files, _ := filepath.Glob(pat)
-				for _, f := range files {
-					if data, err := os.ReadFile(f); err == nil {
-						b.WriteString(rewriteSSHConfig(string(data), f, home, depth+1, notes))
-						b.WriteString("\n")
-					}
-				}
-			}
-			continue
-		case "match":
-			crit := strings.Fields(rest)
-			switch {
-			case len(crit) == 1 && strings.EqualFold(crit[0], "all"):
-				b.WriteString("Host *\n")
-			case len(crit) == 2 && (strings.EqualFold(crit[0], "host") || strings.EqualFold(crit[0], "originalhost")):
-				b.WriteString("Host " + strings.ReplaceAll(crit[1], ",", " ") + "\n")
-			default:
-				*notes = append(*notes, fmt.Sprintf("%s line %d: ferry does not evaluate `Match %s`; the settings under it do not apply", file, i+1, strings.TrimSpace(rest)))
-				b.WriteString("Host !*\n")
-			}
-			continue
-		}
-		b.WriteString(line)
-		b.WriteString("\n")
-	}
-	return b.String()
-}
-
-// splitConfigLine splits an SSH config line into its keyword and the rest
-// ("Keyword value" or "Keyword=value"); a blank or comment line has none.
-func splitConfigLine(line string) (key, rest string) {
-	t := strings.TrimSpace(line)
-	if t == "" || strings.HasPrefix(t, "#") {
-		return "", ""
-	}
-	i := strings.IndexAny(t, " \t=")
-	if i < 0 {
-		return t, ""
-	}
-	key, rest = t[:i], strings.TrimSpace(t[i:])
-	rest = strings.TrimSpace(strings.TrimPrefix(rest, "="))
-	return key, rest
 }
 
 // expandPath expands ~ and the tokens %d (home), %u (local user), %h (host),

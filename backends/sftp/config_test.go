@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,11 +14,12 @@ import (
 	"github.com/ferrysync/ferry/backends"
 )
 
-// TestSSHConfigMatchAndInclude: Match blocks the parser does not know, or
-// whose criteria it would misread, apply to no host and are noted instead
-// of failing the whole file or applying where OpenSSH would not; Match all,
-// host and originalhost apply; Include reads files relative to ~/.ssh, with
-// the same rewriting.
+// TestSSHConfigMatchAndInclude: Match lines are judged for the host being
+// reached, as OpenSSH judges them (host against the HostName set so far,
+// user against the user given, exec by running it, "!" negating), and
+// those ferry cannot judge apply to no host and are noted, where the config
+// parser alone refused the whole file or misread combined criteria.
+// Include reads files relative to ~/.ssh, with the same judgement.
 func TestSSHConfigMatchAndInclude(t *testing.T) {
 	home := t.TempDir()
 	t.Setenv("HOME", home)
@@ -29,6 +31,11 @@ func TestSSHConfigMatchAndInclude(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	me, err := user.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	marker := filepath.Join(home, "exec-ran")
 	write(filepath.Join(home, ".ssh", "conf.d", "work.conf"), `Host included
   Port 2201
 Match user deploy
@@ -36,36 +43,50 @@ Match user deploy
 `)
 	cfg := filepath.Join(home, ".ssh", "config")
 	write(cfg, `Include conf.d/*.conf
+Host web
+  HostName web1.prod.example
+Match host *.prod.example
+  Port 2207
 Match host combined exec "false"
   Port 2202
-Match exec "true"
-  Port 2203
-Match localuser nobody
-  User nobody
-Match originalhost alpha,beta
+Match host nomatch exec "touch `+marker+`"
+  Port 2211
+Match originalhost alpha,beta !exec "false"
   Port 2204
 Match host gamma
   Port 2205
+Match canonical
+  Port 2208
+Match exec "test %n = execme"
+  Port 2209
+Match localuser `+me.Username+` originalhost mine
+  Port 2212
 Match all
   Port 2206
 `)
 	var logs bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
-	for host, want := range map[string]int{
-		"included": 2201, "combined": 2206, "alpha": 2204, "beta": 2204, "gamma": 2205, "other": 2206,
+	for _, tc := range []struct {
+		host, user string
+		want       int
+	}{
+		{"included", "me", 2201}, {"d", "deploy", 2299}, {"web", "me", 2207}, {"combined", "me", 2206},
+		{"alpha", "me", 2204}, {"beta", "me", 2204}, {"gamma", "me", 2205}, {"execme", "me", 2209},
+		{"mine", "me", 2212}, {"other", "me", 2206},
 	} {
-		r, err := Config{Host: host, User: "me", Logger: log}.resolve()
+		r, err := Config{Host: tc.host, User: tc.user, Logger: log}.resolve()
 		if err != nil {
-			t.Fatalf("%s: %v", host, err)
+			t.Fatalf("%s: %v", tc.host, err)
 		}
-		if r.Port != want {
-			t.Errorf("%s: port %d, want %d", host, r.Port, want)
+		if r.Port != tc.want {
+			t.Errorf("%s: port %d, want %d", tc.host, r.Port, tc.want)
 		}
 	}
-	for _, want := range []string{"work.conf line 3: ferry does not evaluate `Match user deploy`", "config line 2", "config line 4", "config line 6"} {
-		if !strings.Contains(logs.String(), want) {
-			t.Errorf("log lacks %q:\n%s", want, logs.String())
-		}
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("an exec ran after a criterion before it had failed")
+	}
+	if want := "config line 14: ferry cannot judge `Match canonical`"; !strings.Contains(logs.String(), want) {
+		t.Errorf("log lacks %q:\n%s", want, logs.String())
 	}
 }
 
