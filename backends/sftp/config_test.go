@@ -61,6 +61,8 @@ Match exec "test %n = execme"
   Port 2209
 Match localuser `+me.Username+` originalhost mine
   Port 2212
+Match final originalhost fin
+  Port 2213
 Match all
   Port 2206
 `)
@@ -72,7 +74,7 @@ Match all
 	}{
 		{"included", "me", 2201}, {"d", "deploy", 2299}, {"web", "me", 2207}, {"combined", "me", 2206},
 		{"alpha", "me", 2204}, {"beta", "me", 2204}, {"gamma", "me", 2205}, {"execme", "me", 2209},
-		{"mine", "me", 2212}, {"other", "me", 2206},
+		{"mine", "me", 2212}, {"fin", "me", 2213}, {"other", "me", 2206},
 	} {
 		r, err := Config{Host: tc.host, User: tc.user, Logger: log}.resolve()
 		if err != nil {
