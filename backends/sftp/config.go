@@ -192,7 +192,7 @@ func (c Config) resolveHop(depth int, jumps bool) (*resolved, error) {
 	}
 	if c.Logger != nil && depth == 0 {
 		for _, n := range notes {
-			c.Logger.Info("ssh config: " + n)
+			c.Logger.Info("ssh config not applied", "where", n)
 		}
 	}
 	get := func(key string) string {
