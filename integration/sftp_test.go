@@ -3,6 +3,7 @@ package integration
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -284,4 +285,53 @@ func TestSFTPHostKeys(t *testing.T) {
 			t.Logf("refused after %v, %d bytes upstream: %s", res.Duration.Round(time.Millisecond), r.proxy.BytesUp(), strings.TrimSpace(res.Stderr))
 		})
 	}
+}
+
+// TestSFTPSecondRunCopiesNothing syncs a tree twice. SFTP version 3 keeps
+// mtimes to the second, so every target file reads back older than its
+// source by the source's fraction of a second; the second run must take
+// that for equal and copy nothing, yet still copy a file whose mtime moved
+// by more than that.
+func TestSFTPSecondRunCopiesNothing(t *testing.T) {
+	r := newSFTPRig(t, sshd.Options{}, treecheck.Spec{Seed: testSeed(t), Dirs: 4, SmallFiles: 40})
+	var file string // one with a fraction of a second in its mtime
+	for _, e := range r.srcTree {
+		if e.Kind == treecheck.File && e.ModTime.Nanosecond() != 0 {
+			file = e.Path
+		}
+	}
+	if file == "" {
+		t.Fatal("no source file has a fraction of a second in its mtime: the test proves nothing")
+	}
+	if res := ferrybin.Run(t, time.Minute, r.syncArgs(r.knownHosts)...); res.ExitCode != ferrybin.ExitOK {
+		t.Fatalf("first sync: %s", res)
+	}
+	r.check(t)
+	before := inodes(t, r.dst)
+
+	res := ferrybin.Run(t, time.Minute, r.syncArgs(r.knownHosts)...)
+	if res.ExitCode != ferrybin.ExitOK {
+		t.Fatalf("second sync: %s", res)
+	}
+	if !strings.Contains(res.Stdout+res.Stderr, "copied 0 files") {
+		t.Fatalf("second sync of an unchanged tree copied files again:\n%s", res)
+	}
+	if after := inodes(t, r.dst); !maps.Equal(before, after) {
+		t.Fatalf("second sync of an unchanged tree replaced files on the target")
+	}
+
+	p := filepath.Join(r.src, filepath.FromSlash(file))
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(p, fi.ModTime(), fi.ModTime().Add(2*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	r.rescan(t)
+	res = ferrybin.Run(t, time.Minute, r.syncArgs(r.knownHosts)...)
+	if res.ExitCode != ferrybin.ExitOK || !strings.Contains(res.Stdout+res.Stderr, "copied 1 file ") {
+		t.Fatalf("sync after moving one mtime by 2s, want that file copied:\n%s", res)
+	}
+	r.check(t)
 }

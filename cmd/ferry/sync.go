@@ -124,6 +124,9 @@ func runSync(ctx context.Context, g *globalOptions, f *syncFlags, source, target
 		MaxDelete: f.maxDelete,
 		DryRun:    f.dryRun,
 		Logger:    log,
+		// Without it every file on an sftp:// target would differ in
+		// mtime from its source, and every run would copy it again.
+		ModifyWindow: specModifyWindow(target),
 		Exec: engine.ExecOptions{
 			Transfers: f.transfers,
 			Retries:   setup.retries,

@@ -158,6 +158,16 @@ func urlScheme(spec string) (string, bool) {
 	return strings.ToLower(scheme), true
 }
 
+// specModifyWindow is how far mtimes may differ on the target spec names
+// and count as equal: SFTP version 3 keeps whole seconds, so a file synced
+// there reads back with its mtime cut to the second.
+func specModifyWindow(spec string) time.Duration {
+	if scheme, ok := urlScheme(spec); ok && scheme == "sftp" {
+		return time.Second
+	}
+	return 0
+}
+
 // localTargetPath returns the local directory spec names, if it names one.
 func localTargetPath(spec string) (string, bool) {
 	scheme, ok := urlScheme(spec)

@@ -120,9 +120,7 @@ func runWatch(ctx context.Context, g *globalOptions, f *watchFlags, source strin
 			}
 			jt.LocalPath = dir
 		}
-		if scheme, ok := urlScheme(spec); ok && scheme == "sftp" {
-			jt.ModifyWindow = time.Second // SFTP keeps whole seconds
-		}
+		jt.ModifyWindow = specModifyWindow(spec)
 		topts := targetOptions{fsync: f.fsync, logger: log.With("target", spec), ssh: &f.ssh, s3: &f.s3}
 		b, err := openTarget(ctx, spec, topts)
 		switch {
