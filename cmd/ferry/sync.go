@@ -147,6 +147,11 @@ func runSync(ctx context.Context, g *globalOptions, f *syncFlags, source, target
 	if f.progress && !f.dryRun && !g.quiet {
 		stop = showProgress(counter, stderr, logw, log, f.progressEvery)
 	}
+	if scheme, ok := urlScheme(target); ok && scheme == "sftp" {
+		procs := newOneProcWhileSending(counter)
+		opts.Exec.Progress = procs
+		defer procs.restore()
+	}
 	rep, err := engine.Sync(ctx, opts)
 	stop()
 	if f.dryRun && err == nil {
