@@ -267,7 +267,7 @@ func (b *Backend) List(ctx context.Context, dir string) ([]backends.FileInfo, er
 // Mkdir creates path and its missing parents, refusing to pass through a
 // symlink. See backends.Backend.
 func (b *Backend) Mkdir(ctx context.Context, p string) error {
-	return b.do(ctx, "mkdir", p, func(c *conn) error { return b.safeDir(c, p, true) })
+	return b.do(ctx, "mkdir", p, func(c *conn) error { return b.safeDir(c, p, dirMake) })
 }
 
 // Remove deletes a file, a symlink or an empty directory. See
@@ -278,7 +278,7 @@ func (b *Backend) Remove(ctx context.Context, p string) error {
 	}
 	return b.do(ctx, "remove", p, func(c *conn) error {
 		dir, _ := backends.Split(p)
-		if err := b.safeDir(c, dir, false); err != nil {
+		if err := b.safeDir(c, dir, dirCheck); err != nil {
 			return err
 		}
 		full := b.full(p)
@@ -303,10 +303,10 @@ func (b *Backend) Rename(ctx context.Context, from, to string) error {
 	return b.do(ctx, "rename", from, func(c *conn) error {
 		fd, _ := backends.Split(from)
 		td, _ := backends.Split(to)
-		if err := b.safeDir(c, fd, false); err != nil {
+		if err := b.safeDir(c, fd, dirCheck); err != nil {
 			return err
 		}
-		if err := b.safeDir(c, td, false); err != nil {
+		if err := b.safeDir(c, td, dirCheck); err != nil {
 			return err
 		}
 		b.forgetDirs(b.full(from))
@@ -383,7 +383,7 @@ func (b *Backend) Chmod(ctx context.Context, p string, mode fs.FileMode) error {
 func (b *Backend) notLink(c *conn, p string) (string, error) {
 	dir, _ := backends.Split(p)
 	if p != "" {
-		if err := b.safeDir(c, dir, false); err != nil {
+		if err := b.safeDir(c, dir, dirCheck); err != nil {
 			return "", err
 		}
 	}
@@ -454,7 +454,7 @@ func (b *Backend) Symlink(ctx context.Context, target, p string) error {
 	}
 	return b.do(ctx, "symlink", p, func(c *conn) error {
 		dir, _ := backends.Split(p)
-		if err := b.safeDir(c, dir, false); err != nil {
+		if err := b.safeDir(c, dir, dirCheck); err != nil {
 			return err
 		}
 		tmp := b.full(backends.PartialName(p, int64(len(target)), time.Unix(0, 0)))

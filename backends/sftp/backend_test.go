@@ -116,10 +116,13 @@ func TestRefusesWritingThroughSymlink(t *testing.T) {
 	b := dial(t, e.config())
 	ctx := context.Background()
 	for name, op := range map[string]func() error{
-		"upload":  func() error { _, err := b.Upload(ctx, "link/f", newSource(10, 1)); return err },
-		"mkdir":   func() error { return b.Mkdir(ctx, "link/sub") },
-		"symlink": func() error { return b.Symlink(ctx, "t", "link/l") },
-		"rename":  func() error { return b.Rename(ctx, "nothing", "link/x") },
+		"upload": func() error { _, err := b.Upload(ctx, "link/f", newSource(10, 1)); return err },
+		"mkdir":  func() error { return b.Mkdir(ctx, "link/sub") },
+		// The mkdir is sent first and fails on the link; what is there is
+		// then looked at, and refused.
+		"mkdir-at-link": func() error { return b.Mkdir(ctx, "link") },
+		"symlink":       func() error { return b.Symlink(ctx, "t", "link/l") },
+		"rename":        func() error { return b.Rename(ctx, "nothing", "link/x") },
 	} {
 		t.Run(name, func(t *testing.T) {
 			wantErr(t, op(), backends.ErrUnsafePath)

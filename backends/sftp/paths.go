@@ -9,39 +9,68 @@ import (
 	"github.com/ferrysync/ferry/backends"
 )
 
+// dirMode says what safeDir does with a missing directory.
+type dirMode int
+
+const (
+	dirCheck  dirMode = iota // refuse it
+	dirCreate                // make it
+	// dirMake makes it, and expects dir itself to be missing (a Mkdir the
+	// plan asked for), so dir is made without a look first. So is, in both
+	// modes, every directory below one this call made. A directory ferry
+	// made is one; only what stands in the way of a mkdir is looked at.
+	dirMake
+)
+
 // safeDir checks that every directory from the root down to dir (a checked
 // relative path) is a real directory, not a symlink, so that nothing ferry
-// writes lands outside the root through a link planted inside it. With
-// create, missing directories are made. Checked directories are remembered
-// per connection; a reconnect starts over.
-func (b *Backend) safeDir(c *conn, dir string, create bool) error {
+// writes lands outside the root through a link planted inside it. Missing
+// directories are made or refused as mode says. Checked directories are
+// remembered per connection; a reconnect starts over.
+func (b *Backend) safeDir(c *conn, dir string, mode dirMode) error {
 	if dir == "" {
 		return nil
 	}
 	if _, ok := c.dirs.Load(b.full(dir)); ok {
 		return nil
 	}
-	prefix := ""
+	prefix, made := "", false
 	for elem := range strings.SplitSeq(dir, "/") {
 		prefix = backends.Join(prefix, elem)
 		full := b.full(prefix)
 		if _, ok := c.dirs.Load(full); ok {
 			continue
 		}
-		fi, err := c.sftp.Lstat(full)
-		if errors.Is(err, fs.ErrNotExist) && create {
-			if merr := c.sftp.Mkdir(full); merr != nil {
+		var fi fs.FileInfo
+		var err error
+		if made && mode != dirCheck || mode == dirMake && prefix == dir {
+			err = c.sftp.Mkdir(full)
+			if err == nil {
+				c.dirs.Store(full, struct{}{})
+				continue
+			}
+			// Something is there already: look at it below.
+			merr := err
+			if fi, err = c.sftp.Lstat(full); err != nil {
+				return fmt.Errorf("mkdir %s: %w", full, merr)
+			}
+		} else {
+			fi, err = c.sftp.Lstat(full)
+			if errors.Is(err, fs.ErrNotExist) && mode != dirCheck {
+				merr := c.sftp.Mkdir(full)
+				if merr == nil {
+					made = true
+					c.dirs.Store(full, struct{}{})
+					continue
+				}
 				// Another writer may have made it meanwhile; look again.
-				fi, err = c.sftp.Lstat(full)
-				if err != nil {
+				if fi, err = c.sftp.Lstat(full); err != nil {
 					return fmt.Errorf("mkdir %s: %w", full, merr)
 				}
-			} else {
-				fi, err = c.sftp.Lstat(full)
 			}
-		}
-		if err != nil {
-			return err
+			if err != nil {
+				return err
+			}
 		}
 		switch {
 		case fi.Mode()&fs.ModeSymlink != 0:

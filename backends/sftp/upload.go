@@ -99,7 +99,7 @@ func (u *upload) run(ctx context.Context, res *backends.UploadResult) error {
 	b, c := u.b, u.c
 	if dir, _ := backends.Split(u.p); dir != "" {
 		if _, ok := c.dirs.Load(b.full(dir)); !ok {
-			if err := u.step(ctx, func() error { return b.safeDir(c, dir, true) }); err != nil {
+			if err := u.step(ctx, func() error { return b.safeDir(c, dir, dirCreate) }); err != nil {
 				return err
 			}
 		}
