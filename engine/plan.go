@@ -43,6 +43,9 @@ type PlanOptions struct {
 	Filter       *Filter       // excluded paths are never touched, also if listed
 	Incomplete   bool          // the scan or listing had errors: plan no deletes at all
 	IgnoreModes  bool          // the target keeps no permission bits: do not compare them
+	// source is a walk of the source already under way, taken over by the
+	// streamed planner's scan (see preWalk); nil for none.
+	source *preWalk
 	// Versions is the folder (relative to the target root) that holds old
 	// versions, "" for none. Entries at or under it, on either side, are
 	// never touched. In backup mode, target entries the source lacks are

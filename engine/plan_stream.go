@@ -222,7 +222,7 @@ func planFromSource(ctx context.Context, root string, f *Filter, log *slog.Logge
 		}
 		return nil
 	}
-	out.problems, err = walkSource(ctx, root, f, log, func(dir string, e *scanEntry) (err error) {
+	out.problems, err = walkSource(ctx, root, f, log, opts.source, func(dir string, e *scanEntry) (err error) {
 		out.entries++
 		if e.mode.IsRegular() {
 			out.files++

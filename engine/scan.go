@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"sync"
 
 	"github.com/ferrysync/ferry/backends"
 )
@@ -43,7 +44,7 @@ func Incomplete(problems []Problem) bool {
 // safe to run several at once.
 func Scan(ctx context.Context, root string, f *Filter, log *slog.Logger) ([]backends.FileInfo, []Problem, error) {
 	var out []backends.FileInfo
-	problems, err := walkSource(ctx, root, f, log, func(dir string, e *scanEntry) error {
+	problems, err := walkSource(ctx, root, f, log, nil, func(dir string, e *scanEntry) error {
 		out = append(out, e.info(backends.Join(dir, e.name)))
 		return nil
 	})
@@ -57,15 +58,19 @@ func Scan(ctx context.Context, root string, f *Filter, log *slog.Logger) ([]back
 // the same order, with the entry's parent directory. fn must not keep e;
 // an error from fn ends the walk and is returned as it is. Other errors
 // are those of Scan.
-func walkSource(ctx context.Context, root string, f *Filter, log *slog.Logger, fn func(dir string, e *scanEntry) error) ([]Problem, error) {
-	fi, err := os.Stat(root)
-	if err != nil {
-		return nil, fmt.Errorf("scan source %s: %w", root, err)
+// A walk pre started earlier of the same root and filter is taken over.
+func walkSource(ctx context.Context, root string, f *Filter, log *slog.Logger, pre *preWalk, fn func(dir string, e *scanEntry) error) ([]Problem, error) {
+	w := pre.take(root, f)
+	if w == nil {
+		fi, err := os.Stat(root)
+		if err != nil {
+			return nil, fmt.Errorf("scan source %s: %w", root, err)
+		}
+		if !fi.IsDir() {
+			return nil, fmt.Errorf("scan source %s: not a directory", root)
+		}
+		w = newWalker(ctx, root, f, log)
 	}
-	if !fi.IsDir() {
-		return nil, fmt.Errorf("scan source %s: not a directory", root)
-	}
-	w := newWalker(ctx, root, f, log)
 	defer w.Close()
 	var problems []Problem
 	add := func(p Problem) { problems = append(problems, p) }
@@ -95,4 +100,45 @@ func typeName(m fs.FileMode) string {
 		return "device"
 	}
 	return "irregular file"
+}
+
+// preWalk is a walk of the source started before the plan needs it, so
+// that the scan runs while the target is being opened (a dial is mostly
+// waiting for the server). Its workers read at most their window of
+// directories ahead until the walk is taken over. The first walkSource of
+// the same root and filter takes it; close stops it if none did.
+type preWalk struct {
+	root string
+	f    *Filter
+	mu   sync.Mutex
+	w    *walker
+}
+
+// startPreWalk starts a walk of root, which must be a readable directory
+// (the caller has checked).
+func startPreWalk(ctx context.Context, root string, f *Filter, log *slog.Logger) *preWalk {
+	return &preWalk{root: root, f: f, w: newWalker(ctx, root, f, log)}
+}
+
+// take hands over the walk if it is one of root and f not taken yet; nil
+// otherwise, and for a nil p.
+func (p *preWalk) take(root string, f *Filter) *walker {
+	if p == nil {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.w == nil || p.root != root || p.f != f {
+		return nil
+	}
+	w := p.w
+	p.w = nil
+	return w
+}
+
+// close stops the walk unless it was taken.
+func (p *preWalk) close() {
+	if w := p.take(p.root, p.f); w != nil {
+		w.Close()
+	}
 }

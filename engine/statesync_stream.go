@@ -43,10 +43,15 @@ func syncStreamed(ctx context.Context, o *FanOutOptions, filter *Filter, log *sl
 		}
 		return []TargetResult{res}, ctx.Err()
 	}
+	var pre *preWalk
 	if t.Target == nil {
 		if t.Open == nil {
 			return fail(fmt.Errorf("target %s: no backend", t.Name))
 		}
+		// The dial is mostly waiting for the server: the source's walk
+		// gets going meanwhile.
+		pre = startPreWalk(ctx, o.Source, filter, tlog)
+		defer pre.close()
 		b, err := t.Open(ctx)
 		if err != nil {
 			return fail(fmt.Errorf("open target %s: %w", t.Name, err))
@@ -55,6 +60,7 @@ func syncStreamed(ctx context.Context, o *FanOutOptions, filter *Filter, log *sl
 		t.Target = b
 	}
 	popts, versions := planOptions(o, t, filter)
+	popts.source = pre
 	_, chmod := backends.As[backends.Chmoder](t.Target)
 	st := t.State
 	var (

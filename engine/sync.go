@@ -27,6 +27,10 @@ type SyncOptions struct {
 	Source string
 	// Target is where it goes; Sync does not close it.
 	Target backends.Backend
+	// Open, when Target is nil, opens the target while the source is
+	// walked; the backend it returns is closed before Sync returns. Its
+	// error ends the run, wrapped.
+	Open func(ctx context.Context) (backends.Backend, error)
 	Mode   Mode
 	// Excludes are gitignore-style patterns (see NewFilter); excluded paths
 	// are neither copied nor deleted.
@@ -74,6 +78,7 @@ func Sync(ctx context.Context, opts SyncOptions) (Report, error) {
 		Logger:       opts.Logger,
 		Targets: []FanOutTarget{{
 			Target: opts.Target,
+			Open:   opts.Open,
 			Exec:   opts.Exec,
 			Logger: opts.Logger,
 			State:  opts.State,

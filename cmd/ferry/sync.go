@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ferrysync/ferry/backends"
 	"github.com/ferrysync/ferry/engine"
 )
 
@@ -104,20 +105,25 @@ func runSync(ctx context.Context, g *globalOptions, f *syncFlags, source, target
 			return err
 		}
 	}
-	b, err := openTarget(ctx, target, targetOptions{fsync: f.fsync, dryRun: f.dryRun, logger: log, ssh: &f.ssh, s3: &f.s3})
-	if err != nil {
+	// The target is opened by the engine while it walks the source: a
+	// dial spends most of its time waiting for the server.
+	open := func(ctx context.Context) (backends.Backend, error) {
+		b, err := openTarget(ctx, target, targetOptions{fsync: f.fsync, dryRun: f.dryRun, logger: log, ssh: &f.ssh, s3: &f.s3})
 		var e *exitError
-		if errors.As(err, &e) || exitCode(err) == exitUnreachable {
-			return err
+		switch {
+		case err == nil:
+			return b, nil
+		case errors.As(err, &e) || exitCode(err) == exitUnreachable:
+		default:
+			err = &exitError{code: exitUsage, err: err}
 		}
-		return &exitError{code: exitUsage, err: err}
+		return nil, &openError{err}
 	}
-	defer b.Close()
 
 	counter := &engine.Counter{}
 	opts := engine.SyncOptions{
 		Source:    source,
-		Target:    b,
+		Open:      open,
 		Mode:      setup.mode,
 		Excludes:  f.excludes,
 		Checksum:  f.checksum,
@@ -158,6 +164,9 @@ func runSync(ctx context.Context, g *globalOptions, f *syncFlags, source, target
 		for _, op := range rep.Plan.Ops {
 			fmt.Fprintln(stdout, op)
 		}
+	}
+	if oe := (*openError)(nil); errors.As(err, &oe) {
+		return oe.err // as it was said, without the engine's wrapping
 	}
 	if err != nil {
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
@@ -238,3 +247,9 @@ func plural(n int, one, many string) string {
 	}
 	return many
 }
+
+// openError is a failure to open the target, with its exit code decided.
+type openError struct{ err error }
+
+func (e *openError) Error() string { return e.err.Error() }
+func (e *openError) Unwrap() error { return e.err }
