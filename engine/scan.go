@@ -138,6 +138,9 @@ func (p *preWalk) take(root string, f *Filter) *walker {
 
 // close stops the walk unless it was taken.
 func (p *preWalk) close() {
+	if p == nil {
+		return
+	}
 	if w := p.take(p.root, p.f); w != nil {
 		w.Close()
 	}

@@ -395,3 +395,44 @@ func TestSyncResumesAfterCancel(t *testing.T) {
 		t.Errorf("target differs after resume:\n%s", d)
 	}
 }
+
+// TestSyncOpensTargetWhileWalking gives Sync an Open that takes a while:
+// the source's walk must already be under way meanwhile. A file written
+// into the source root while Open waits is therefore not seen by this run
+// (the root was read before), where a walk started after Open would copy
+// it. A failing Open ends the run with its error, nothing done.
+func TestSyncOpensTargetWhileWalking(t *testing.T) {
+	src := sourceTree(t)
+	dst := t.TempDir()
+	open := func(ctx context.Context) (backends.Backend, error) {
+		time.Sleep(300 * time.Millisecond) // the walk reads the root long before
+		if err := os.WriteFile(filepath.Join(src, "late.txt"), []byte("late"), 0o644); err != nil {
+			return nil, err
+		}
+		return local.New(dst, local.Options{NoFsync: true})
+	}
+	rep, err := Sync(t.Context(), SyncOptions{Source: src, Open: open, Mode: Mirror, MaxDelete: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Uploaded == 0 {
+		t.Fatalf("nothing copied: %+v", rep)
+	}
+	if _, err := os.Lstat(filepath.Join(dst, "late.txt")); err == nil {
+		t.Fatal("a file written while the target was being opened was copied: the source was walked only after the open")
+	}
+	if _, err := os.Lstat(filepath.Join(dst, "index.html")); err != nil {
+		t.Fatalf("the source was not copied: %v", err)
+	}
+
+	boom := errors.New("boom")
+	dst2 := t.TempDir()
+	_, err = Sync(t.Context(), SyncOptions{Source: src, Mode: Mirror, MaxDelete: -1,
+		Open: func(context.Context) (backends.Backend, error) { return nil, boom }})
+	if !errors.Is(err, boom) {
+		t.Fatalf("Sync with a failing Open: %v, want its error", err)
+	}
+	if ents, _ := os.ReadDir(dst2); len(ents) != 0 {
+		t.Fatalf("the failed run wrote %v", ents)
+	}
+}
