@@ -37,6 +37,10 @@ type Backend struct {
 	warmWG     sync.WaitGroup
 
 	bulk chan struct{} // uploads past one batch in flight (see SmallFileConcurrency)
+	// calls counts the operations in flight that take any connection of
+	// the pool (do's and bulk uploads): the pool grows only while several
+	// overlap (see get).
+	calls atomic.Int64
 
 	splitAt  int64         // uploads with this much left to send use two connections
 	splitRTT time.Duration // ... when the connection's round trip is at least this
@@ -182,11 +186,25 @@ func callCtx(ctx context.Context, fn func() error) error {
 // its connection turned out to be dead (a server restart is only seen on
 // the next request): that is the transparent part of reconnecting.
 func (b *Backend) do(ctx context.Context, op, p string, fn func(c *conn) error) error {
+	return b.doOn(ctx, b.get, op, p, fn)
+}
+
+// doSmall is do for a small change of metadata (mkdir, mtime, mode): it
+// goes where small uploads go (see first), so that a run of small files
+// and folders keeps to one connection and never grows the pool.
+func (b *Backend) doSmall(ctx context.Context, op, p string, fn func(c *conn) error) error {
+	return b.doOn(ctx, b.first, op, p, fn)
+}
+
+// doOn is do with the connection picked by get.
+func (b *Backend) doOn(ctx context.Context, get func(context.Context) (*conn, error), op, p string, fn func(c *conn) error) error {
 	if err := backends.CheckPath(p); err != nil {
 		return fmt.Errorf("%s: %w", op, err)
 	}
+	b.calls.Add(1)
+	defer b.calls.Add(-1)
 	for attempt := 0; ; attempt++ {
-		c, err := b.get(ctx)
+		c, err := get(ctx)
 		if err != nil {
 			return fmt.Errorf("%s %s: %w", op, p, err)
 		}
@@ -267,7 +285,7 @@ func (b *Backend) List(ctx context.Context, dir string) ([]backends.FileInfo, er
 // Mkdir creates path and its missing parents, refusing to pass through a
 // symlink. See backends.Backend.
 func (b *Backend) Mkdir(ctx context.Context, p string) error {
-	return b.do(ctx, "mkdir", p, func(c *conn) error { return b.safeDir(c, p, dirMake) })
+	return b.doSmall(ctx, "mkdir", p, func(c *conn) error { return b.safeDir(c, p, dirMake) })
 }
 
 // Remove deletes a file, a symlink or an empty directory. See
@@ -358,7 +376,7 @@ func (b *Backend) SetModTime(ctx context.Context, p string, t time.Time) error {
 	if err := checkTime(t); err != nil {
 		return fmt.Errorf("set mtime %s: %w", p, err)
 	}
-	return b.do(ctx, "set mtime", p, func(c *conn) error {
+	return b.doSmall(ctx, "set mtime", p, func(c *conn) error {
 		full, err := b.notLink(c, p)
 		if err != nil {
 			return err
@@ -370,7 +388,7 @@ func (b *Backend) SetModTime(ctx context.Context, p string, t time.Time) error {
 // Chmod sets the permission bits of a file or directory; a symlink is
 // refused as in SetModTime.
 func (b *Backend) Chmod(ctx context.Context, p string, mode fs.FileMode) error {
-	return b.do(ctx, "chmod", p, func(c *conn) error {
+	return b.doSmall(ctx, "chmod", p, func(c *conn) error {
 		full, err := b.notLink(c, p)
 		if err != nil {
 			return err

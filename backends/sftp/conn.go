@@ -358,8 +358,10 @@ func (b *Backend) connAt(ctx context.Context, i int) (*conn, error) {
 
 // get returns a live connection, spreading callers over the pool. A slot
 // without a live connection is dialled in the background while another
-// live one serves the caller, so the pool grows (or heals) only as calls
-// overlap and no call waits for a dial while a connection is up.
+// live one serves the caller, and only while calls overlap (a lone listing
+// or stat between small uploads is no reason for another connection): the
+// pool grows (or heals) only as calls overlap, and no call waits for a
+// dial while a connection is up.
 func (b *Backend) get(ctx context.Context) (*conn, error) {
 	i := int(b.rr.Add(1)) % len(b.slots)
 	if c := b.slots[i].peek(); c != nil && c.alive() {
@@ -367,7 +369,9 @@ func (b *Backend) get(ctx context.Context) (*conn, error) {
 	}
 	for j := 1; j < len(b.slots); j++ {
 		if c := b.slots[(i+j)%len(b.slots)].peek(); c != nil && c.alive() {
-			b.warm(i)
+			if b.calls.Load() > 1 {
+				b.warm(i)
+			}
 			return c, nil
 		}
 	}

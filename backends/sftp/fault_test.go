@@ -209,7 +209,13 @@ func TestUploadNotSplitOnShortRoundTrip(t *testing.T) {
 	b := dial(t, cfg)
 	b.splitAt = 1 << 20
 	// Uploads until both connections have seen a round trip: past one
-	// batch, since batched ones all go to the first connection.
+	// batch, since batched ones all go to the first connection. Uploads one
+	// at a time do not grow the pool: the first one has the first
+	// connection to itself, and the second connection is dialled here.
+	mustUpload(t, b, "small", newSource(batchChunks*DefaultChunkSize+1, 99))
+	if _, err := b.connAt(t.Context(), 1); err != nil {
+		t.Fatal(err)
+	}
 	measured := func() bool {
 		for i := range b.slots {
 			if c := b.slots[i].peek(); c == nil || c.rtt.Load() == 0 {

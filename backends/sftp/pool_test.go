@@ -66,3 +66,52 @@ func TestPoolGrowsWithoutBlockingCalls(t *testing.T) {
 		t.Errorf("Close took %v with dials hanging: it did not cancel them", took)
 	}
 }
+
+// TestPoolStaysOneWithoutOverlap runs small uploads, folders, mtimes and
+// stats one at a time: one connection serves them all, and no other is
+// dialled (each would cost the server a session). Calls that overlap grow
+// the pool.
+func TestPoolStaysOneWithoutOverlap(t *testing.T) {
+	e := newEnv(t, serverOpts{})
+	cfg := e.config()
+	cfg.Connections = 3
+	var dials atomic.Int32
+	var d net.Dialer
+	cfg.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dials.Add(1)
+		return d.DialContext(ctx, network, addr)
+	}
+	b := dial(t, cfg)
+	ctx := t.Context()
+	for i := range 5 {
+		mustUpload(t, b, "d/f", newSource(100+i, uint64(i)))
+		if err := b.Mkdir(ctx, "e"); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.SetModTime(ctx, "d/f", time.Unix(1e9, 0)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Stat(ctx, "d/f"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.List(ctx, "d"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // a background dial would have started
+	if n := dials.Load(); n != 1 {
+		t.Fatalf("%d connections dialled for calls one at a time, want 1", n)
+	}
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() { b.Stat(ctx, "d/f") })
+	}
+	wg.Wait()
+	deadline := time.Now().Add(5 * time.Second)
+	for dials.Load() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("20 overlapping calls never grew the pool")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -55,6 +55,8 @@ func (b *Backend) Upload(ctx context.Context, p string, src backends.Source) (ba
 		select {
 		case b.bulk <- struct{}{}:
 			defer func() { <-b.bulk }()
+			b.calls.Add(1)
+			defer b.calls.Add(-1)
 		case <-ctx.Done():
 			return res, fmt.Errorf("upload %s: %w", p, ctx.Err())
 		}
