@@ -31,7 +31,7 @@ type SyncOptions struct {
 	// walked; the backend it returns is closed before Sync returns. Its
 	// error ends the run, wrapped.
 	Open func(ctx context.Context) (backends.Backend, error)
-	Mode   Mode
+	Mode Mode
 	// Excludes are gitignore-style patterns (see NewFilter); excluded paths
 	// are neither copied nor deleted.
 	Excludes []string
