@@ -58,7 +58,8 @@ func Scan(ctx context.Context, root string, f *Filter, log *slog.Logger) ([]back
 // the same order, with the entry's parent directory. fn must not keep e;
 // an error from fn ends the walk and is returned as it is. Other errors
 // are those of Scan.
-// A walk pre started earlier of the same root and filter is taken over.
+// A walk of the same root and filter started earlier (pre, see preWalk)
+// is taken over instead of starting one.
 func walkSource(ctx context.Context, root string, f *Filter, log *slog.Logger, pre *preWalk, fn func(dir string, e *scanEntry) error) ([]Problem, error) {
 	w := pre.take(root, f)
 	if w == nil {

@@ -109,12 +109,11 @@ func runSync(ctx context.Context, g *globalOptions, f *syncFlags, source, target
 	// dial spends most of its time waiting for the server.
 	open := func(ctx context.Context) (backends.Backend, error) {
 		b, err := openTarget(ctx, target, targetOptions{fsync: f.fsync, dryRun: f.dryRun, logger: log, ssh: &f.ssh, s3: &f.s3})
-		var e *exitError
-		switch {
-		case err == nil:
+		if err == nil {
 			return b, nil
-		case errors.As(err, &e) || exitCode(err) == exitUnreachable:
-		default:
+		}
+		var e *exitError
+		if !errors.As(err, &e) && exitCode(err) != exitUnreachable {
 			err = &exitError{code: exitUsage, err: err}
 		}
 		return nil, &openError{err}
