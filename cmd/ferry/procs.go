@@ -20,7 +20,7 @@ import (
 // the work already taken, slept again, and left the CPU to the next
 // wake-up. Measured on 2 cores, 10,000 files of 4 KiB to a loopback sshd:
 // 15,000-18,000 voluntary context switches and 0.50-0.62 s of CPU in
-// ferry with two Ps, 6,500-8,000 and 0.36-0.42 s with one, for the same
+// ferry with two Ps, 6,500-8,000 and 0.37-0.42 s with one, for the same
 // or a shorter run; a 1 GiB file took as long either way. The encryption
 // of one connection is serial in x/crypto/ssh, so a second P bought
 // little even there.
